@@ -1,0 +1,415 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { AutogradError, fmtShape } from './errors.js';
+import { installBackward, Tensor } from './tensor.js';
+
+/**
+ * A backward rule: given the gradient of the output, the tensors it saved, and which inputs need a
+ * gradient, returns one gradient per input (null where not needed). Runs inside tf.tidy.
+ */
+export type BackwardFn = (dy: tf.Tensor, saved: tf.Tensor[], needs: boolean[]) => (tf.Tensor | null)[];
+
+/** A backward rule of an operation with several outputs: one gradient per output (zeros where none flowed). */
+export type MultiBackwardFn = (dys: tf.Tensor[], saved: tf.Tensor[], needs: boolean[]) => (tf.Tensor | null)[];
+
+/** Where the gradient of one input goes: output `index` of the node that produced it, or the leaf itself. */
+type Edge = { node: Node; index: number } | Tensor | null;
+
+let nextId = 0;
+
+/** One recorded operation: its inputs' edges, what its backward needs, and the rule. */
+export class Node {
+  readonly id = nextId++;
+  /** Saved tensors; emptied once backward no longer needs them. */
+  saved: tf.Tensor[];
+  released = false;
+  constructor(
+    readonly name: string,
+    readonly edges: Edge[],
+    readonly inputShapes: number[][],
+    readonly outShapes: number[][],
+    saved: tf.Tensor[],
+    readonly fn: MultiBackwardFn,
+  ) {
+    this.saved = saved;
+  }
+  /** Frees what this node saved for backward. */
+  release(): void {
+    for (const t of this.saved) t.dispose();
+    this.saved = [];
+    this.released = true;
+  }
+}
+
+let gradEnabled = true;
+
+/** Whether operations are being recorded for backward. */
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs `fn` without recording operations (inference, optimizer updates). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** Enables or disables recording; returns the previous setting. */
+export function setGradEnabled(flag: boolean): boolean {
+  const prev = gradEnabled;
+  gradEnabled = flag;
+  return prev;
+}
+
+/**
+ * Wraps an operation's output. If recording and any input requires a gradient, the node keeps its
+ * own references to `save` (clones share storage) until backward has used them.
+ */
+export function record(name: string, inputs: Tensor[], out: tf.Tensor, save: tf.Tensor[], fn: BackwardFn): Tensor {
+  return recordMulti(name, inputs, [out], save, (dys, saved, needs) => fn(dys[0]!, saved, needs))[0]!;
+}
+
+/** Like `record`, for an operation with several outputs. */
+export function recordMulti(name: string, inputs: Tensor[], outs: tf.Tensor[], save: tf.Tensor[], fn: MultiBackwardFn): Tensor[] {
+  const isInputOrOutput = (s: tf.Tensor) => outs.includes(s) || inputs.some((i) => i.data === s);
+  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) {
+    for (const s of save) if (!isInputOrOutput(s)) s.dispose();
+    return outs.map((o) => new Tensor(o));
+  }
+  const edges: Edge[] = inputs.map((t) =>
+    !t.requiresGrad ? null : t.gradFn ? { node: t.gradFn, index: t.outputIndex } : t,
+  );
+  // Our own references: the caller may dispose the input or output Tensors before backward runs.
+  const saved = save.map((s) => tf.keep(isInputOrOutput(s) ? tf.clone(s) : s));
+  const node = new Node(name, edges, inputs.map((t) => t.data.shape.slice()), outs.map((o) => o.shape.slice()), saved, fn);
+  return outs.map((o, i) => {
+    const t = new Tensor(o, true, node);
+    t.outputIndex = i;
+    return t;
+  });
+}
+
+/** Runs a forward computation in tf.tidy, keeping the tensors it returns. */
+export function run<T extends tf.Tensor | tf.Tensor[]>(f: () => T): T {
+  return tf.tidy(f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Nodes reachable from `roots`, children before parents (iterative DFS: RNN graphs are deep). */
+function topoOrder(roots: Node[]): Node[] {
+  const order: Node[] = [];
+  const state = new Map<Node, number>(); // 1 = on stack, 2 = done
+  const stack: [Node, number][] = [];
+  for (const r of roots) {
+    if (state.has(r)) continue;
+    stack.push([r, 0]);
+    state.set(r, 1);
+    while (stack.length) {
+      const top = stack[stack.length - 1]!;
+      const [node, i] = top;
+      if (i < node.edges.length) {
+        top[1]++;
+        const e = node.edges[i];
+        if (e != null && !(e instanceof Tensor) && !state.has(e.node)) {
+          state.set(e.node, 1);
+          stack.push([e.node, 0]);
+        }
+      } else {
+        stack.pop();
+        state.set(node, 2);
+        order.push(node);
+      }
+    }
+  }
+  return order;
+}
+
+interface Plan {
+  order: Node[]; // children first
+  reachesInput: Set<Node>;
+  reachesParam: Set<Node>;
+  inputs: Map<Tensor, number>;
+}
+
+function plan(roots: Node[], inputs: Tensor[]): Plan {
+  const order = topoOrder(roots);
+  const inputIndex = new Map<Tensor, number>();
+  inputs.forEach((t, i) => inputIndex.set(t, i));
+  const reachesInput = new Set<Node>();
+  const reachesParam = new Set<Node>();
+  for (const n of order) {
+    for (const e of n.edges) {
+      if (e == null) continue;
+      if (!(e instanceof Tensor)) {
+        if (reachesInput.has(e.node)) reachesInput.add(n);
+        if (reachesParam.has(e.node)) reachesParam.add(n);
+      } else if (inputIndex.has(e)) reachesInput.add(n);
+      else reachesParam.add(n);
+    }
+  }
+  return { order, reachesInput, reachesParam, inputs: inputIndex };
+}
+
+function addInto(prev: tf.Tensor | undefined, g: tf.Tensor): tf.Tensor {
+  if (prev == null) return g;
+  const sum = tf.keep(tf.add(prev, g));
+  prev.dispose();
+  g.dispose();
+  return sum;
+}
+
+function accumulate(pending: Map<Node, (tf.Tensor | undefined)[]>, node: Node, index: number, g: tf.Tensor): void {
+  let slots = pending.get(node);
+  if (slots == null) {
+    slots = new Array(node.outShapes.length);
+    pending.set(node, slots);
+  }
+  slots[index] = addInto(slots[index], g);
+}
+
+function accumulateLeaf(leaf: Tensor, g: tf.Tensor): void {
+  if (leaf.isDisposed) {
+    g.dispose();
+    throw new AutogradError(`backward reached a leaf ${leaf.name ?? ''} of shape ${fmtShape(g.shape)} that was disposed`);
+  }
+  if (leaf.grad == null || leaf.grad.isDisposed) {
+    leaf.grad = new Tensor(g).keep();
+  } else {
+    leaf.grad.data = addInto(leaf.grad.data, g);
+  }
+}
+
+/** Which phase of a backward pass runs: both, input gradients only (B), or weights only (W). */
+type Phase = 'full' | 'input' | 'weight';
+
+interface PassState {
+  p: Plan;
+  pending: Map<Node, (tf.Tensor | undefined)[]>; // node -> gradients of its outputs
+  inputGrads: (tf.Tensor | null)[];
+  stored: Map<Node, tf.Tensor[]>; // B phase: output gradients kept for W
+  retainGraph: boolean;
+}
+
+function edgeWanted(phase: Phase, p: Plan, node: Node, e: Edge): boolean {
+  if (e == null) return false;
+  const toInput = e instanceof Tensor ? p.inputs.has(e) : p.reachesInput.has(e.node);
+  const toParam = e instanceof Tensor ? !p.inputs.has(e) : p.reachesParam.has(e.node);
+  if (phase === 'full') return toInput || toParam;
+  if (phase === 'input') return toInput;
+  // weight phase: from a node that reached an input, only edges B did not already follow
+  return toParam && !(p.reachesInput.has(node) && toInput);
+}
+
+function runPhase(phase: Phase, st: PassState): void {
+  const { p, pending } = st;
+  for (let k = p.order.length - 1; k >= 0; k--) {
+    const node = p.order[k]!;
+    if (phase === 'input' && !p.reachesInput.has(node)) continue;
+    if (phase === 'weight' && !p.reachesParam.has(node)) continue;
+    let dys: tf.Tensor[] | undefined;
+    if (phase === 'weight' && st.stored.has(node)) {
+      dys = st.stored.get(node);
+      st.stored.delete(node);
+    } else {
+      const slots = pending.get(node);
+      pending.delete(node);
+      // Outputs no gradient reached get zeros, so that rules need not special-case them.
+      if (slots != null) dys = node.outShapes.map((shape, i) => slots[i] ?? tf.keep(tf.zeros(shape)));
+    }
+    if (dys == null) continue;
+    const needs = node.edges.map((e) => edgeWanted(phase, p, node, e));
+    const laterWeights =
+      phase === 'input' && node.edges.some((e) => edgeWanted('weight', p, node, e));
+    if (node.released) {
+      dys.forEach((d) => d.dispose());
+      throw new AutogradError(
+        `backward through '${node.name}' a second time: its saved tensors were already freed (pass retainGraph to keep them)`,
+      );
+    }
+    if (needs.some(Boolean)) {
+      // tf.tidy's container type has no null: keep the returned gradients by hand instead.
+      let grads: (tf.Tensor | null)[] = [];
+      tf.tidy(() => {
+        grads = node.fn(dys!, node.saved, needs);
+        grads.forEach((g) => g && tf.keep(g));
+      });
+      for (let i = 0; i < node.edges.length; i++) {
+        const g = grads[i];
+        if (g == null) continue;
+        if (!needs[i]) {
+          g.dispose();
+          continue;
+        }
+        if (!sameShape(g.shape, node.inputShapes[i]!)) {
+          const msg = `gradient of '${node.name}' for input ${i} has shape ${fmtShape(g.shape)}, expected ${fmtShape(node.inputShapes[i]!)}`;
+          grads.forEach((x) => x?.dispose());
+          throw new AutogradError(msg);
+        }
+        const e = node.edges[i]!;
+        if (!(e instanceof Tensor)) accumulate(pending, e.node, e.index, g);
+        else if (p.inputs.has(e)) {
+          const j = p.inputs.get(e)!;
+          st.inputGrads[j] = addInto(st.inputGrads[j] ?? undefined, g);
+        } else accumulateLeaf(e, g);
+      }
+    }
+    if (laterWeights) st.stored.set(node, dys);
+    else {
+      dys.forEach((d) => d.dispose());
+      if (!st.retainGraph) node.release();
+    }
+  }
+}
+
+function seed(outputs: Tensor[], gradients: (Tensor | tf.Tensor)[] | undefined, st: PassState): void {
+  if (gradients != null && gradients.length !== outputs.length) {
+    throw new AutogradError(`backward got ${gradients.length} gradients for ${outputs.length} outputs`);
+  }
+  outputs.forEach((out, i) => {
+    const given = gradients?.[i];
+    let g: tf.Tensor;
+    if (given == null) {
+      if (out.size !== 1) {
+        throw new AutogradError(
+          `backward from a non-scalar output of shape ${fmtShape(out.shape)} needs an output gradient of that shape`,
+        );
+      }
+      g = tf.keep(tf.onesLike(out.data));
+    } else {
+      const gd = given instanceof Tensor ? given.data : given;
+      if (!sameShape(gd.shape, out.shape)) {
+        throw new AutogradError(
+          `output gradient ${i} has shape ${fmtShape(gd.shape)}, expected the output's shape ${fmtShape(out.shape)}`,
+        );
+      }
+      g = tf.keep(tf.clone(gd));
+    }
+    if (!out.requiresGrad) {
+      g.dispose();
+      throw new AutogradError(`output ${i} of shape ${fmtShape(out.shape)} does not require grad: nothing to backpropagate`);
+    }
+    if (out.gradFn) accumulate(st.pending, out.gradFn, out.outputIndex, g);
+    else if (st.p.inputs.has(out)) {
+      st.inputGrads[st.p.inputs.get(out)!] = g;
+    } else accumulateLeaf(out, g);
+  });
+}
+
+function freeAll(st: PassState): void {
+  for (const slots of st.pending.values()) for (const g of slots) g?.dispose();
+  st.pending.clear();
+}
+
+/** Options of `backward`. */
+export interface BackwardOptions {
+  /** Tensors whose gradients are returned rather than accumulated into their `.grad`. */
+  inputs?: Tensor[];
+  /** Keep saved tensors so that backward can run through the same graph again. */
+  retainGraph?: boolean;
+}
+
+/**
+ * Backpropagates from `outputs` (scalars, or with `gradients` of their shapes). Gradients of
+ * `opts.inputs` are returned (null where an input is not reached); those of every other leaf that
+ * requires grad are added into its `.grad`.
+ */
+export function backward(
+  outputs: Tensor | Tensor[],
+  gradients?: Tensor | tf.Tensor | (Tensor | tf.Tensor)[],
+  opts: BackwardOptions = {},
+): (Tensor | null)[] {
+  const outs = Array.isArray(outputs) ? outputs : [outputs];
+  const grads = gradients == null ? undefined : Array.isArray(gradients) ? gradients : [gradients];
+  const inputs = opts.inputs ?? [];
+  const st: PassState = {
+    p: plan(outs.map((o) => o.gradFn).filter((n): n is Node => n != null), inputs),
+    pending: new Map(),
+    inputGrads: inputs.map(() => null),
+    stored: new Map(),
+    retainGraph: opts.retainGraph ?? false,
+  };
+  try {
+    seed(outs, grads, st);
+    runPhase('full', st);
+  } finally {
+    freeAll(st);
+  }
+  return st.inputGrads.map((g) => (g ? new Tensor(g) : null));
+}
+
+/** The deferred weight-gradient half of a split backward pass (zero-bubble schedules' W). */
+export class WeightGradients {
+  private done = false;
+  constructor(private readonly st: PassState | null) {}
+  /** Whether `run` or `discard` has been called. */
+  get finished(): boolean {
+    return this.done;
+  }
+  /** Computes the parameter gradients (accumulated into `.grad`) and frees what was kept for them. */
+  run(): void {
+    if (this.done) throw new AutogradError('weight gradients of this backward pass were already computed');
+    this.done = true;
+    if (this.st == null) return;
+    try {
+      runPhase('weight', this.st);
+    } finally {
+      this.discardState();
+    }
+  }
+  /** Frees what was kept without computing the weight gradients. */
+  discard(): void {
+    this.done = true;
+    this.discardState();
+  }
+  private discardState(): void {
+    if (this.st == null) return;
+    freeAll(this.st);
+    for (const gs of this.st.stored.values()) gs.forEach((g) => g.dispose());
+    this.st.stored.clear();
+    if (!this.st.retainGraph) for (const n of this.st.p.order) if (!n.released) n.release();
+  }
+}
+
+/**
+ * The first half of a split backward pass (zero-bubble B): computes and returns only the gradients
+ * of `inputs`, keeping what the parameter gradients need; call `.weights.run()` later for those.
+ */
+export function backwardInput(
+  outputs: Tensor | Tensor[],
+  gradients: Tensor | tf.Tensor | (Tensor | tf.Tensor)[] | undefined,
+  inputs: Tensor[],
+): { inputGrads: (Tensor | null)[]; weights: WeightGradients } {
+  const outs = Array.isArray(outputs) ? outputs : [outputs];
+  const grads = gradients == null ? undefined : Array.isArray(gradients) ? gradients : [gradients];
+  const st: PassState = {
+    p: plan(outs.map((o) => o.gradFn).filter((n): n is Node => n != null), inputs),
+    pending: new Map(),
+    inputGrads: inputs.map(() => null),
+    stored: new Map(),
+    retainGraph: false,
+  };
+  try {
+    seed(outs, grads, st);
+    runPhase('input', st);
+  } catch (e) {
+    freeAll(st);
+    new WeightGradients(st).discard();
+    throw e;
+  }
+  // Gradients pending for parameter-only nodes are handed to the W phase.
+  return { inputGrads: st.inputGrads.map((g) => (g ? new Tensor(g) : null)), weights: new WeightGradients(st) };
+}
+
+installBackward((outputs, gradients, opts) => {
+  backward(outputs, gradients, { retainGraph: opts.retainGraph });
+});

@@ -1,0 +1,99 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { record } from '../autograd.js';
+import { ShapeError, fmtShape } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+import { expectRank } from './util.js';
+
+/** Padding of a convolution or pooling: 'valid', 'same', a number for all sides, or [top, bottom, left, right]. */
+export type Padding = 'valid' | 'same' | number | [number, number, number, number];
+
+/** Explicit [top, bottom, left, right] padding for one spatial window (TensorFlow's 'same' convention). */
+export function explicitPadding(pad: Padding, h: number, w: number, kh: number, kw: number, sh: number, sw: number): [number, number, number, number] {
+  if (pad === 'valid') return [0, 0, 0, 0];
+  if (typeof pad === 'number') return [pad, pad, pad, pad];
+  if (Array.isArray(pad)) return pad;
+  const th = Math.max((Math.ceil(h / sh) - 1) * sh + kh - h, 0);
+  const tw = Math.max((Math.ceil(w / sw) - 1) * sw + kw - w, 0);
+  return [Math.floor(th / 2), th - Math.floor(th / 2), Math.floor(tw / 2), tw - Math.floor(tw / 2)];
+}
+
+/** Pads (positive) or crops (negative) the two spatial dimensions of an NHWC tensor. */
+function padOrCrop(x: tf.Tensor, top: number, bottom: number, left: number, right: number): tf.Tensor {
+  let t = x;
+  if (top > 0 || bottom > 0 || left > 0 || right > 0) {
+    t = tf.pad(t, [[0, 0], [Math.max(top, 0), Math.max(bottom, 0)], [Math.max(left, 0), Math.max(right, 0)], [0, 0]]);
+  }
+  if (top < 0 || bottom < 0 || left < 0 || right < 0) {
+    const [n, h, w, c] = t.shape as number[];
+    const t0 = Math.max(-top, 0), l0 = Math.max(-left, 0);
+    t = tf.slice(t, [0, t0, l0, 0], [n!, h! - t0 - Math.max(-bottom, 0), w! - l0 - Math.max(-right, 0), c!]);
+  }
+  return t;
+}
+
+/** Inserts s-1 zeros between the spatial positions of an NHWC tensor (the gradient of a stride). */
+function dilate(x: tf.Tensor, sh: number, sw: number): tf.Tensor {
+  if (sh === 1 && sw === 1) return x;
+  const [n, h, w, c] = x.shape as [number, number, number, number];
+  const t = tf.pad(tf.reshape(x, [n, h, 1, w, 1, c]), [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]);
+  return tf.slice(tf.reshape(t, [n, h * sh, w * sw, c]), [0, 0, 0, 0], [n, (h - 1) * sh + 1, (w - 1) * sw + 1, c]);
+}
+
+/** Options of conv2d. */
+export interface Conv2dOptions {
+  stride?: number | [number, number];
+  padding?: Padding;
+}
+
+/**
+ * 2-D convolution over NHWC input with an HWIO filter [kh, kw, in, out] and optional bias.
+ * Both gradients are computed as forward convolutions (the input gradient with the flipped filter
+ * over the dilated, padded output gradient; the filter gradient as a correlation of input and output
+ * gradient): on wasm these run 5-10x faster than conv2dTranspose, and Conv2DBackpropFilter does not
+ * exist there at all.
+ */
+export function conv2d(x: Tensor, w: Tensor, b?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  expectRank('conv2d', 'input', x, [4]);
+  expectRank('conv2d', 'filter', w, [4]);
+  const [, h, wd, ci] = x.shape as [number, number, number, number];
+  const [kh, kw, wci, co] = w.shape as [number, number, number, number];
+  if (wci !== ci) {
+    throw new ShapeError(`conv2d: input of shape ${fmtShape(x.shape)} has ${ci} channels, filter ${fmtShape(w.shape)} expects ${wci}`);
+  }
+  if (b && (b.rank !== 1 || b.shape[0] !== co)) throw new ShapeError(`conv2d: bias of shape ${fmtShape(b.shape)}, expected [${co}]`);
+  const [sh, sw] = typeof opts.stride === 'number' || opts.stride == null ? [opts.stride ?? 1, opts.stride ?? 1] : opts.stride;
+  const [pt, pb, pl, pr] = explicitPadding(opts.padding ?? 'valid', h, wd, kh, kw, sh, sw);
+  const oh = Math.floor((h + pt + pb - kh) / sh) + 1;
+  const ow = Math.floor((wd + pl + pr - kw) / sw) + 1;
+  if (oh <= 0 || ow <= 0) {
+    throw new ShapeError(`conv2d: a ${kh}x${kw} filter does not fit input ${fmtShape(x.shape)} with padding [${[pt, pb, pl, pr]}]`);
+  }
+  const y = tf.fused.conv2d({
+    x: x.data as tf.Tensor4D,
+    filter: w.data as tf.Tensor4D,
+    strides: [sh, sw],
+    pad: pt || pb || pl || pr ? [[0, 0], [pt, pb], [pl, pr], [0, 0]] : 'valid',
+    bias: b?.data,
+  });
+  const inputs = b ? [x, w, b] : [x, w];
+  return record('conv2d', inputs, y, [x.data, w.data], (dy, [sx, sf], needs) => {
+    let dx: tf.Tensor | null = null;
+    let dw: tf.Tensor | null = null;
+    if (needs[0]) {
+      const rh = h + pt + pb - kh - (oh - 1) * sh;
+      const rw = wd + pl + pr - kw - (ow - 1) * sw;
+      const g = padOrCrop(dilate(dy, sh, sw), kh - 1 - pt, kh - 1 - pb + rh, kw - 1 - pl, kw - 1 - pr + rw);
+      const flipped = tf.transpose(tf.reverse(sf!, [0, 1]), [0, 1, 3, 2]);
+      dx = tf.conv2d(g as tf.Tensor4D, flipped as tf.Tensor4D, 1, 'valid');
+    }
+    if (needs[1]) {
+      // Only the rows and columns the windows touched.
+      const xp = padOrCrop(sx!, pt, (oh - 1) * sh + kh - h - pt, pl, (ow - 1) * sw + kw - wd - pl);
+      const xt = tf.transpose(xp, [3, 1, 2, 0]) as tf.Tensor4D; // [ci, Hp, Wp, n]
+      const ft = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D; // [oh, ow, n, co]
+      const r = tf.conv2d(xt, ft, 1, 'valid', 'NHWC', [sh, sw]); // [ci, kh, kw, co]
+      dw = tf.transpose(r, [1, 2, 0, 3]);
+    }
+    return [dx, dw, needs[2] ? tf.sum(dy, [0, 1, 2]) : null];
+  });
+}

@@ -1,0 +1,205 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { Node } from './autograd.js';
+import { AutogradError } from './errors.js';
+
+/** Element types a Tensor can hold (those of TensorFlow.js). */
+export type DType = 'float32' | 'int32' | 'bool';
+
+/** A nested array or typed array accepted by `tensor()`. */
+export type TensorLike = tf.TensorLike;
+
+// Scopes opened by `tidy`: every Tensor created inside is disposed at the end unless returned or kept.
+const scopes: Set<Tensor>[] = [];
+
+/**
+ * A tensor that records the operations applied to it (define-by-run), so that gradients flow back
+ * through them. It owns one TensorFlow.js tensor, `data`, which must be disposed: use `tidy` or
+ * `dispose()`.
+ */
+export class Tensor {
+  /** The values; owned by this Tensor. */
+  data: tf.Tensor;
+  /** Whether gradients are computed for this tensor. */
+  requiresGrad: boolean;
+  /** The operation that produced this tensor, or null for a leaf. */
+  gradFn: Node | null;
+  /** Accumulated gradient of a leaf (after backward). */
+  grad: Tensor | null = null;
+  /** Which output of `gradFn` this is (operations with several outputs). */
+  outputIndex = 0;
+  /** Optional name (parameters carry their path in the module tree). */
+  name?: string;
+
+  constructor(data: tf.Tensor, requiresGrad = false, gradFn: Node | null = null) {
+    this.data = data;
+    this.requiresGrad = requiresGrad;
+    this.gradFn = gradFn;
+    scopes[scopes.length - 1]?.add(this);
+  }
+
+  /** The shape, as a fresh array. */
+  get shape(): number[] {
+    return this.data.shape.slice();
+  }
+  /** The number of dimensions. */
+  get rank(): number {
+    return this.data.rank;
+  }
+  /** The number of elements. */
+  get size(): number {
+    return this.data.size;
+  }
+  /** The element type. */
+  get dtype(): DType {
+    return this.data.dtype as DType;
+  }
+  /** Whether this tensor was created by the user rather than by an operation. */
+  get isLeaf(): boolean {
+    return this.gradFn == null;
+  }
+  /** Whether `dispose` has been called. */
+  get isDisposed(): boolean {
+    return this.data.isDisposed;
+  }
+
+  /** Values as a flat typed array (synchronous download). */
+  dataSync(): Float32Array | Int32Array | Uint8Array {
+    return this.data.dataSync() as Float32Array | Int32Array | Uint8Array;
+  }
+  /** Values as a flat typed array. */
+  async values(): Promise<Float32Array | Int32Array | Uint8Array> {
+    return (await this.data.data()) as Float32Array | Int32Array | Uint8Array;
+  }
+  /** Values as nested arrays. */
+  arraySync(): unknown {
+    return this.data.arraySync();
+  }
+  /** The single value of a tensor with one element. */
+  item(): number {
+    if (this.size !== 1) throw new AutogradError(`item() needs a tensor with one element, found shape [${this.shape}]`);
+    return this.data.dataSync()[0] as number;
+  }
+
+  /** Backpropagates from this scalar (or from it with `gradient`), accumulating leaves' `.grad`. */
+  backward(gradient?: Tensor | tf.Tensor, opts: { retainGraph?: boolean } = {}): void {
+    // Resolved lazily to keep tensor.ts free of a load-order cycle with autograd.ts.
+    backwardHook!([this], gradient == null ? undefined : [gradient], { retainGraph: opts.retainGraph });
+  }
+
+  /** A new leaf with the same values and no history. */
+  detach(): Tensor {
+    return new Tensor(tf.clone(this.data), false);
+  }
+
+  /** Sets requiresGrad on a leaf and returns it. */
+  requireGrad(flag = true): this {
+    if (!this.isLeaf && !flag) throw new AutogradError('requireGrad(false) on a non-leaf tensor: use detach()');
+    this.requiresGrad = flag;
+    return this;
+  }
+
+  /** Frees the values (and the gradient); the Tensor must not be used afterwards. */
+  dispose(): void {
+    this.data.dispose();
+    this.grad?.dispose();
+    this.grad = null;
+    for (const s of scopes) s.delete(this);
+  }
+
+  /** Removes this tensor from the enclosing `tidy` scopes, so it outlives them. */
+  keep(): this {
+    for (const s of scopes) s.delete(this);
+    return this;
+  }
+
+  toString(): string {
+    return `Tensor(shape=[${this.shape}], dtype=${this.dtype}${this.requiresGrad ? ', requiresGrad' : ''})`;
+  }
+}
+
+type BackwardHook = (
+  outputs: Tensor[],
+  gradients: (Tensor | tf.Tensor)[] | undefined,
+  opts: { retainGraph?: boolean },
+) => void;
+let backwardHook: BackwardHook | null = null;
+/** @internal Installed by autograd.ts. */
+export function installBackward(hook: BackwardHook): void {
+  backwardHook = hook;
+}
+
+function collect(value: unknown, out: Set<Tensor>, seen: Set<unknown>): void {
+  if (value instanceof Tensor) {
+    out.add(value);
+    if (value.grad) out.add(value.grad);
+    return;
+  }
+  if (value == null || typeof value !== 'object' || seen.has(value)) return;
+  seen.add(value);
+  if (Array.isArray(value)) for (const v of value) collect(v, out, seen);
+  else if (value instanceof Map) for (const v of value.values()) collect(v, out, seen);
+  else if (Object.getPrototypeOf(value) === Object.prototype) for (const v of Object.values(value)) collect(v, out, seen);
+}
+
+/**
+ * Runs `fn` and disposes every Tensor created inside it, except those it returns (found in arrays,
+ * maps and plain objects) and those `keep()` was called on. The graph for backward is unaffected:
+ * what backward needs is held by the graph itself. Raw TensorFlow.js calls need their own `tf.tidy`.
+ */
+export function tidy<T>(fn: () => T): T {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+    if (result instanceof Promise) throw new AutogradError('tidy() cannot run an async function');
+  } catch (e) {
+    scopes.pop();
+    for (const t of scope) t.dispose();
+    throw e;
+  }
+  scopes.pop();
+  const keep = new Set<Tensor>();
+  collect(result, keep, new Set());
+  const parent = scopes[scopes.length - 1];
+  for (const t of scope) {
+    if (keep.has(t)) parent?.add(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+/** Creates a leaf tensor from values. */
+export function tensor(values: TensorLike, shape?: number[], dtype: DType = 'float32'): Tensor {
+  return new Tensor(tf.tensor(values, shape, dtype));
+}
+
+/** Wraps a TensorFlow.js tensor (taking ownership) as a leaf. */
+export function fromTf(t: tf.Tensor, requiresGrad = false): Tensor {
+  return new Tensor(t, requiresGrad);
+}
+
+/** A tensor of zeros. */
+export function zeros(shape: number[], dtype: DType = 'float32'): Tensor {
+  return new Tensor(tf.zeros(shape, dtype));
+}
+
+/** A tensor of ones. */
+export function ones(shape: number[], dtype: DType = 'float32'): Tensor {
+  return new Tensor(tf.ones(shape, dtype));
+}
+
+/** A tensor filled with one value. */
+export function full(shape: number[], value: number, dtype: DType = 'float32'): Tensor {
+  return new Tensor(tf.fill(shape, value, dtype));
+}
+
+/** Integers [start, stop) as an int32 tensor. */
+export function arange(start: number, stop: number, step = 1): Tensor {
+  return new Tensor(tf.range(start, stop, step, 'int32'));
+}
+
+/** The number of live TensorFlow.js tensors (for leak checks). */
+export function liveTensors(): number {
+  return tf.memory().numTensors;
+}
