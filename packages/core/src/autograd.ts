@@ -240,7 +240,9 @@ function runPhase(phase: Phase, st: PassState): void {
       // tf.tidy's container type has no null: keep the returned gradients by hand instead.
       let grads: (tf.Tensor | null)[] = [];
       tf.tidy(() => {
-        grads = node.fn(dys!, node.saved, needs);
+        const raw = node.fn(dys!, node.saved, needs);
+        // A rule may hand back dy itself or one tensor twice (add): give each edge its own reference.
+        grads = raw.map((g, i) => (g && (dys!.includes(g) || node.saved.includes(g) || raw.indexOf(g) !== i) ? tf.clone(g) : g));
         grads.forEach((g) => g && tf.keep(g));
       });
       for (let i = 0; i < node.edges.length; i++) {

@@ -3,7 +3,7 @@ import { record, recordMulti } from '../autograd.js';
 import { backendName } from '../backend.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { normAxis } from './util.js';
+import { normAxis, oneHotF32 } from './util.js';
 
 /** The same values in a new shape (one dimension may be -1). */
 export function reshape(x: Tensor, shape: number[]): Tensor {
@@ -127,7 +127,7 @@ export function gather(x: Tensor, indices: Tensor): Tensor {
     const dy2 = tf.reshape(dy, [flatIdx.size, width]);
     let g: tf.Tensor;
     if (backendName() === 'wasm') {
-      const oh = tf.oneHot(flatIdx as tf.Tensor1D, rows, 1, 0, 'float32'); // [n, rows]
+      const oh = oneHotF32(flatIdx as tf.Tensor1D, rows); // [n, rows]
       g = tf.matMul(tf.transpose(oh), dy2);
     } else {
       g = tf.unsortedSegmentSum(dy2, flatIdx as tf.Tensor1D, rows);

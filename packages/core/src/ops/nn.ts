@@ -3,7 +3,7 @@ import { record } from '../autograd.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import { defaultGenerator, type Generator } from '../random.js';
 import { Tensor } from '../tensor.js';
-import { normAxis } from './util.js';
+import { normAxis, oneHotF32 } from './util.js';
 
 function lastAxisOnly(op: string, x: Tensor, axis: number): void {
   if (normAxis(op, axis, x.rank) !== x.rank - 1) {
@@ -51,7 +51,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, reduction: Reducti
     const shifted = tf.sub(x, tf.max(x, -1, true));
     const lse = tf.log(tf.sum(tf.exp(shifted), -1, true));
     const logp = tf.sub(shifted, lse);
-    const oh = tf.oneHot(tf.reshape(targets.data, [n]), classes, 1, 0, 'float32');
+    const oh = oneHotF32(tf.reshape(targets.data, [n]) as tf.Tensor1D, classes);
     const per = tf.neg(tf.sum(tf.mul(logp, oh), -1));
     const l = reduction === 'mean' ? tf.mean(per) : reduction === 'sum' ? tf.sum(per) : tf.reshape(per, ls.slice(0, -1));
     return [l, tf.exp(logp), oh];

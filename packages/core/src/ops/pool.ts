@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
+import { backendName } from '../backend.js';
 import type { Tensor } from '../tensor.js';
-import type { Padding } from './conv.js';
+import { explicitPadding, type Padding } from './conv.js';
 import { expectRank } from './util.js';
 
 type Pad = 'valid' | 'same' | number | [[0, 0], [number, number], [number, number], [0, 0]];
@@ -13,13 +14,59 @@ function poolArgs(kernel: number | [number, number], stride: number | [number, n
   return { k, s, pad };
 }
 
+/**
+ * Gradient of max pooling from primitives: for each offset in the window, the position holding
+ * the maximum (the first one, in row-major window order, as the reference kernel) receives dy.
+ * Used on wasm, whose MaxPoolGrad kernel loses the gradient of windows whose maximum is negative
+ * (tfjs-backend-wasm 4.22).
+ */
+function maxPoolGradComposed(dy: tf.Tensor, x: tf.Tensor, y: tf.Tensor, k: [number, number], s: [number, number], padding: Padding): tf.Tensor {
+  const [n, h, w, c] = x.shape as [number, number, number, number];
+  const [, oh, ow] = y.shape as [number, number, number, number];
+  const [kh, kw] = k;
+  const [sh, sw] = s;
+  const [pt, pb, pl, pr] = explicitPadding(padding, h, w, kh, kw, sh, sw);
+  if (kh === sh && kw === sw && pt + pb + pl + pr === 0 && h === oh * kh && w === ow * kw) {
+    // Non-overlapping windows tiling the input: a reshape exposes each window.
+    const x6 = tf.reshape(x, [n, oh, kh, ow, kw, c]);
+    const y6 = tf.reshape(y, [n, oh, 1, ow, 1, c]);
+    const hit = tf.cast(tf.equal(x6, y6), 'float32');
+    // First maximum wins: a position counts only if no earlier position in the window was a hit.
+    const flat = tf.reshape(tf.transpose(hit, [0, 1, 3, 5, 2, 4]), [n, oh, ow, c, kh * kw]);
+    const before = tf.sub(tf.cumsum(flat, 4), flat);
+    const first = tf.mul(flat, tf.cast(tf.equal(before, 0), 'float32'));
+    const g = tf.mul(first, tf.reshape(dy, [n, oh, ow, c, 1]));
+    return tf.reshape(tf.transpose(tf.reshape(g, [n, oh, ow, c, kh, kw]), [0, 1, 4, 2, 5, 3]), [n, h, w, c]);
+  }
+  const hp = h + pt + pb, wp = w + pl + pr;
+  const xp = tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]], -3.4e38);
+  let taken: tf.Tensor = tf.zerosLike(y);
+  let dxp: tf.Tensor = tf.zeros([n, hp, wp, c]);
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const cand = tf.stridedSlice(xp, [0, i, j, 0], [n, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1, c], [1, sh, sw, 1]);
+      const hit = tf.mul(tf.cast(tf.equal(cand, y), 'float32'), tf.sub(1, taken));
+      taken = tf.add(taken, hit);
+      // Place dy*hit back at rows i + a*sh, columns j + b*sw: dilate by the stride, then pad.
+      let g = tf.mul(dy, hit);
+      g = tf.pad(tf.reshape(g, [n, oh, 1, ow, 1, c]), [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]);
+      g = tf.slice(tf.reshape(g, [n, oh * sh, ow * sw, c]), [0, 0, 0, 0], [n, (oh - 1) * sh + 1, (ow - 1) * sw + 1, c]);
+      g = tf.pad(g, [[0, 0], [i, hp - i - ((oh - 1) * sh + 1)], [j, wp - j - ((ow - 1) * sw + 1)], [0, 0]]);
+      dxp = tf.add(dxp, g);
+    }
+  }
+  return tf.slice(dxp, [0, pt, pl, 0], [n, h, w, c]);
+}
+
 /** 2-D max pooling over NHWC input; stride defaults to the kernel size. */
 export function maxPool2d(x: Tensor, kernel: number | [number, number], stride?: number | [number, number], padding: Padding = 'valid'): Tensor {
   expectRank('maxPool2d', 'input', x, [4]);
   const { k, s, pad } = poolArgs(kernel, stride, padding);
   const y = tf.maxPool(x.data as tf.Tensor4D, k, s, pad as 'valid');
   return record('maxPool2d', [x], y, [x.data, y], (dy, [sx, sy]) => [
-    tf.engine().runKernel('MaxPoolGrad', { dy, input: sx!, output: sy! }, { filterSize: k, strides: s, pad } as never) as tf.Tensor,
+    backendName() === 'wasm'
+      ? maxPoolGradComposed(dy, sx!, sy!, k, s, padding)
+      : (tf.engine().runKernel('MaxPoolGrad', { dy, input: sx!, output: sy! }, { filterSize: k, strides: s, pad } as never) as tf.Tensor),
   ]);
 }
 

@@ -50,3 +50,11 @@ export function expectRank(op: string, what: string, t: Tensor, ranks: number[])
     throw new ShapeError(`${op}: ${what} must have rank ${ranks.join(' or ')}, found shape ${fmtShape(t.shape)}`);
   }
 }
+
+/**
+ * One-hot rows as float32. Built as int32 and cast: the wasm backend's OneHot kernel writes integer
+ * bit patterns when asked for float32 output (tfjs-backend-wasm 4.22).
+ */
+export function oneHotF32(indices: tf.Tensor1D, depth: number): tf.Tensor {
+  return tf.tidy(() => tf.cast(tf.oneHot(indices, depth), 'float32'));
+}
