@@ -1,0 +1,60 @@
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import * as h from '../src/index.js';
+
+const dist = join(dirname(fileURLToPath(import.meta.url)), '../dist/index.js');
+
+function run(code: string, env: Record<string, string> = {}): { out: string; err: string; code: number } {
+  const script = `import * as h from ${JSON.stringify(dist)};\n${code}`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    env: { ...process.env, HPDL_BACKEND: '', HPDL_VERBOSE: '', ...env },
+  });
+  return { out: r.stdout, err: r.stderr, code: r.status ?? -1 };
+}
+
+describe('backend selection', () => {
+  it('chooses the best available backend (wasm here, without native TensorFlow) and stays quiet', () => {
+    const r = run(`console.log(await h.initBackend());`);
+    expect(['tensorflow', 'wasm']).toContain(r.out.trim());
+    expect(r.err).toBe('');
+  });
+
+  it('reports the backend once in verbose mode', () => {
+    const r = run(`await h.initBackend(); await h.initBackend();`, { HPDL_VERBOSE: '1' });
+    expect(r.err.match(/\[hpdl\] backend: /g)?.length).toBe(1);
+  });
+
+  it('honours HPDL_BACKEND', () => {
+    expect(run(`console.log(await h.initBackend());`, { HPDL_BACKEND: 'cpu' }).out.trim()).toBe('cpu');
+  });
+
+  it('rejects an unknown backend name, naming the choices', async () => {
+    await expect(h.initBackend('gpu')).rejects.toThrow("unknown backend 'gpu' (initBackend argument); expected one of tensorflow, wasm, cpu");
+    const r = run(`await h.initBackend();`, { HPDL_BACKEND: 'webgl' });
+    expect(r.code).not.toBe(0);
+    expect(r.err).toMatch(/unknown backend 'webgl' \(HPDL_BACKEND\)/);
+  });
+
+  it('fails clearly, without falling back, when a forced backend is not installed', async () => {
+    let native = true;
+    try {
+      await import('@tensorflow/tfjs-node' as string);
+    } catch {
+      native = false;
+    }
+    if (native) return; // where native TensorFlow is installed, forcing it succeeds
+    const r = run(`await h.initBackend('tensorflow');`);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toMatch(/backend 'tensorflow' was asked for but is not available .*install @tensorflow\/tfjs-node/);
+  });
+
+  it('switches backends on request within a process', async () => {
+    expect(await h.initBackend('cpu')).toBe('cpu');
+    expect(h.backendName()).toBe('cpu');
+    expect(await h.initBackend('wasm')).toBe('wasm');
+    expect(h.describeBackend()).toMatch(/^wasm/);
+  });
+});
