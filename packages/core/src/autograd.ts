@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from './tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { AutogradError, fmtShape } from './errors.js';
 import { installBackward, Tensor } from './tensor.js';
 
@@ -6,10 +7,10 @@ import { installBackward, Tensor } from './tensor.js';
  * A backward rule: given the gradient of the output, the tensors it saved, and which inputs need a
  * gradient, returns one gradient per input (null where not needed). Runs inside tf.tidy.
  */
-export type BackwardFn = (dy: tf.Tensor, saved: tf.Tensor[], needs: boolean[]) => (tf.Tensor | null)[];
+export type BackwardFn = (dy: TF.Tensor, saved: TF.Tensor[], needs: boolean[]) => (TF.Tensor | null)[];
 
 /** A backward rule of an operation with several outputs: one gradient per output (zeros where none flowed). */
-export type MultiBackwardFn = (dys: tf.Tensor[], saved: tf.Tensor[], needs: boolean[]) => (tf.Tensor | null)[];
+export type MultiBackwardFn = (dys: TF.Tensor[], saved: TF.Tensor[], needs: boolean[]) => (TF.Tensor | null)[];
 
 /** Where the gradient of one input goes: output `index` of the node that produced it, or the leaf itself. */
 type Edge = { node: Node; index: number } | Tensor | null;
@@ -20,14 +21,14 @@ let nextId = 0;
 export class Node {
   readonly id = nextId++;
   /** Saved tensors; emptied once backward no longer needs them. */
-  saved: tf.Tensor[];
+  saved: TF.Tensor[];
   released = false;
   constructor(
     readonly name: string,
     readonly edges: Edge[],
     readonly inputShapes: number[][],
     readonly outShapes: number[][],
-    saved: tf.Tensor[],
+    saved: TF.Tensor[],
     readonly fn: MultiBackwardFn,
   ) {
     this.saved = saved;
@@ -69,13 +70,13 @@ export function setGradEnabled(flag: boolean): boolean {
  * Wraps an operation's output. If recording and any input requires a gradient, the node keeps its
  * own references to `save` (clones share storage) until backward has used them.
  */
-export function record(name: string, inputs: Tensor[], out: tf.Tensor, save: tf.Tensor[], fn: BackwardFn): Tensor {
+export function record(name: string, inputs: Tensor[], out: TF.Tensor, save: TF.Tensor[], fn: BackwardFn): Tensor {
   return recordMulti(name, inputs, [out], save, (dys, saved, needs) => fn(dys[0]!, saved, needs))[0]!;
 }
 
 /** Like `record`, for an operation with several outputs. */
-export function recordMulti(name: string, inputs: Tensor[], outs: tf.Tensor[], save: tf.Tensor[], fn: MultiBackwardFn): Tensor[] {
-  const isInputOrOutput = (s: tf.Tensor) => outs.includes(s) || inputs.some((i) => i.data === s);
+export function recordMulti(name: string, inputs: Tensor[], outs: TF.Tensor[], save: TF.Tensor[], fn: MultiBackwardFn): Tensor[] {
+  const isInputOrOutput = (s: TF.Tensor) => outs.includes(s) || inputs.some((i) => i.data === s);
   if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) {
     for (const s of save) if (!isInputOrOutput(s)) s.dispose();
     return outs.map((o) => new Tensor(o));
@@ -94,7 +95,7 @@ export function recordMulti(name: string, inputs: Tensor[], outs: tf.Tensor[], s
 }
 
 /** Runs a forward computation in tf.tidy, keeping the tensors it returns. */
-export function run<T extends tf.Tensor | tf.Tensor[]>(f: () => T): T {
+export function run<T extends TF.Tensor | TF.Tensor[]>(f: () => T): T {
   return tf.tidy(f);
 }
 
@@ -160,7 +161,7 @@ function plan(roots: Node[], inputs: Tensor[]): Plan {
   return { order, reachesInput, reachesParam, inputs: inputIndex };
 }
 
-function addInto(prev: tf.Tensor | undefined, g: tf.Tensor): tf.Tensor {
+function addInto(prev: TF.Tensor | undefined, g: TF.Tensor): TF.Tensor {
   if (prev == null) return g;
   const sum = tf.keep(tf.add(prev, g));
   prev.dispose();
@@ -168,7 +169,7 @@ function addInto(prev: tf.Tensor | undefined, g: tf.Tensor): tf.Tensor {
   return sum;
 }
 
-function accumulate(pending: Map<Node, (tf.Tensor | undefined)[]>, node: Node, index: number, g: tf.Tensor): void {
+function accumulate(pending: Map<Node, (TF.Tensor | undefined)[]>, node: Node, index: number, g: TF.Tensor): void {
   let slots = pending.get(node);
   if (slots == null) {
     slots = new Array(node.outShapes.length);
@@ -177,7 +178,7 @@ function accumulate(pending: Map<Node, (tf.Tensor | undefined)[]>, node: Node, i
   slots[index] = addInto(slots[index], g);
 }
 
-function accumulateLeaf(leaf: Tensor, g: tf.Tensor): void {
+function accumulateLeaf(leaf: Tensor, g: TF.Tensor): void {
   if (leaf.isDisposed) {
     g.dispose();
     throw new AutogradError(`backward reached a leaf ${leaf.name ?? ''} of shape ${fmtShape(g.shape)} that was disposed`);
@@ -194,9 +195,9 @@ type Phase = 'full' | 'input' | 'weight';
 
 interface PassState {
   p: Plan;
-  pending: Map<Node, (tf.Tensor | undefined)[]>; // node -> gradients of its outputs
-  inputGrads: (tf.Tensor | null)[];
-  stored: Map<Node, tf.Tensor[]>; // B phase: output gradients kept for W
+  pending: Map<Node, (TF.Tensor | undefined)[]>; // node -> gradients of its outputs
+  inputGrads: (TF.Tensor | null)[];
+  stored: Map<Node, TF.Tensor[]>; // B phase: output gradients kept for W
   retainGraph: boolean;
 }
 
@@ -216,7 +217,7 @@ function runPhase(phase: Phase, st: PassState): void {
     const node = p.order[k]!;
     if (phase === 'input' && !p.reachesInput.has(node)) continue;
     if (phase === 'weight' && !p.reachesParam.has(node)) continue;
-    let dys: tf.Tensor[] | undefined;
+    let dys: TF.Tensor[] | undefined;
     if (phase === 'weight' && st.stored.has(node)) {
       dys = st.stored.get(node);
       st.stored.delete(node);
@@ -238,7 +239,7 @@ function runPhase(phase: Phase, st: PassState): void {
     }
     if (needs.some(Boolean)) {
       // tf.tidy's container type has no null: keep the returned gradients by hand instead.
-      let grads: (tf.Tensor | null)[] = [];
+      let grads: (TF.Tensor | null)[] = [];
       tf.tidy(() => {
         const raw = node.fn(dys!, node.saved, needs);
         // A rule may hand back dy itself or one tensor twice (add): give each edge its own reference.
@@ -273,13 +274,13 @@ function runPhase(phase: Phase, st: PassState): void {
   }
 }
 
-function seed(outputs: Tensor[], gradients: (Tensor | tf.Tensor)[] | undefined, st: PassState): void {
+function seed(outputs: Tensor[], gradients: (Tensor | TF.Tensor)[] | undefined, st: PassState): void {
   if (gradients != null && gradients.length !== outputs.length) {
     throw new AutogradError(`backward got ${gradients.length} gradients for ${outputs.length} outputs`);
   }
   outputs.forEach((out, i) => {
     const given = gradients?.[i];
-    let g: tf.Tensor;
+    let g: TF.Tensor;
     if (given == null) {
       if (out.size !== 1) {
         throw new AutogradError(
@@ -327,7 +328,7 @@ export interface BackwardOptions {
  */
 export function backward(
   outputs: Tensor | Tensor[],
-  gradients?: Tensor | tf.Tensor | (Tensor | tf.Tensor)[],
+  gradients?: Tensor | TF.Tensor | (Tensor | TF.Tensor)[],
   opts: BackwardOptions = {},
 ): (Tensor | null)[] {
   const outs = Array.isArray(outputs) ? outputs : [outputs];
@@ -388,7 +389,7 @@ export class WeightGradients {
  */
 export function backwardInput(
   outputs: Tensor | Tensor[],
-  gradients: Tensor | tf.Tensor | (Tensor | tf.Tensor)[] | undefined,
+  gradients: Tensor | TF.Tensor | (Tensor | TF.Tensor)[] | undefined,
   inputs: Tensor[],
 ): { inputGrads: (Tensor | null)[]; weights: WeightGradients } {
   const outs = Array.isArray(outputs) ? outputs : [outputs];

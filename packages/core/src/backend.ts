@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from './tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { createRequire } from 'node:module';
 import { BackendError } from './errors.js';
 

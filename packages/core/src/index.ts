@@ -1,5 +1,5 @@
 // @hpdl/core: tensors, reverse-mode autograd, layers, losses, optimizers and checkpoints.
-export * as tf from '@tensorflow/tfjs-core';
+export { tf } from './tf.js';
 
 export { HpdlError, ShapeError, BackendError, AutogradError, CheckpointError } from './errors.js';
 export { initBackend, backendName, describeBackend, BACKENDS, type BackendName } from './backend.js';

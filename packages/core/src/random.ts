@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from './tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { Tensor } from './tensor.js';
 
 /**

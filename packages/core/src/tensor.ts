@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from './tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import type { Node } from './autograd.js';
 import { AutogradError } from './errors.js';
 
@@ -6,7 +7,7 @@ import { AutogradError } from './errors.js';
 export type DType = 'float32' | 'int32' | 'bool';
 
 /** A nested array or typed array accepted by `tensor()`. */
-export type TensorLike = tf.TensorLike;
+export type TensorLike = TF.TensorLike;
 
 // Scopes opened by `tidy`: every Tensor created inside is disposed at the end unless returned or kept.
 const scopes: Set<Tensor>[] = [];
@@ -18,7 +19,7 @@ const scopes: Set<Tensor>[] = [];
  */
 export class Tensor {
   /** The values; owned by this Tensor. */
-  data: tf.Tensor;
+  data: TF.Tensor;
   /** Whether gradients are computed for this tensor. */
   requiresGrad: boolean;
   /** The operation that produced this tensor, or null for a leaf. */
@@ -30,7 +31,7 @@ export class Tensor {
   /** Optional name (parameters carry their path in the module tree). */
   name?: string;
 
-  constructor(data: tf.Tensor, requiresGrad = false, gradFn: Node | null = null) {
+  constructor(data: TF.Tensor, requiresGrad = false, gradFn: Node | null = null) {
     this.data = data;
     this.requiresGrad = requiresGrad;
     this.gradFn = gradFn;
@@ -81,7 +82,7 @@ export class Tensor {
   }
 
   /** Backpropagates from this scalar (or from it with `gradient`), accumulating leaves' `.grad`. */
-  backward(gradient?: Tensor | tf.Tensor, opts: { retainGraph?: boolean } = {}): void {
+  backward(gradient?: Tensor | TF.Tensor, opts: { retainGraph?: boolean } = {}): void {
     // Resolved lazily to keep tensor.ts free of a load-order cycle with autograd.ts.
     backwardHook!([this], gradient == null ? undefined : [gradient], { retainGraph: opts.retainGraph });
   }
@@ -119,7 +120,7 @@ export class Tensor {
 
 type BackwardHook = (
   outputs: Tensor[],
-  gradients: (Tensor | tf.Tensor)[] | undefined,
+  gradients: (Tensor | TF.Tensor)[] | undefined,
   opts: { retainGraph?: boolean },
 ) => void;
 let backwardHook: BackwardHook | null = null;
@@ -175,7 +176,7 @@ export function tensor(values: TensorLike, shape?: number[], dtype: DType = 'flo
 }
 
 /** Wraps a TensorFlow.js tensor (taking ownership) as a leaf. */
-export function fromTf(t: tf.Tensor, requiresGrad = false): Tensor {
+export function fromTf(t: TF.Tensor, requiresGrad = false): Tensor {
   return new Tensor(t, requiresGrad);
 }
 

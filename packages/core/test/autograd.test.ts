@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../src/tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as h from '../src/index.js';
 import { AutogradError, Tensor } from '../src/index.js';

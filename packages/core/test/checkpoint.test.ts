@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../src/tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -133,7 +134,7 @@ describe('checkpoints', () => {
 describe('safetensors values', () => {
   it('round-trips float32, int32 and bool tensors', () => {
     const path = join(dir, 'types.safetensors');
-    const t = new Map<string, tf.Tensor>([
+    const t = new Map<string, TF.Tensor>([
       ['f', tf.tensor([1.5, -2], [2])],
       ['i', tf.tensor([[7, -8]], [1, 2], 'int32')],
       ['b', tf.tensor([true, false, true], [3], 'bool')],

@@ -1,5 +1,6 @@
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../src/tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { initBackend, Generator, noGrad, Tensor, tidy, type BackendName } from '../src/index.js';
 
 /** Backends every op is tested on (those available here; tensorflow when installed). */
@@ -35,7 +36,7 @@ export interface GradCase {
   /** Our computation. */
   ours: (...xs: Tensor[]) => Tensor;
   /** The same function written with tf ops (differentiated by tf.grads). */
-  ref: (...xs: tf.Tensor[]) => tf.Tensor;
+  ref: (...xs: TF.Tensor[]) => TF.Tensor;
   positive?: boolean;
   awayFromZero?: boolean;
   /** Inputs that are constants (no gradient), by index. */
@@ -75,7 +76,7 @@ export async function reference(c: GradCase, inputs: Float32Array[], weights: Fl
   const res = tf.tidy(() => {
     const xs = c.shapes.map((s, i) => tf.tensor(inputs[i]!, s));
     const w = tf.tensor(weights, outShape);
-    const f = (...a: tf.Tensor[]) => tf.sum(tf.mul(c.ref(...a), w));
+    const f = (...a: TF.Tensor[]) => tf.sum(tf.mul(c.ref(...a), w));
     const gfn = tf.grads(f);
     const grads = gfn(xs).map((g) => g.dataSync().slice() as Float32Array);
     return { values: c.ref(...xs).dataSync().slice() as Float32Array, grads };

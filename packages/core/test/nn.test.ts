@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../src/tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -88,27 +89,27 @@ describe('modules', () => {
 });
 
 // Independent formulations of the recurrent cells with tf ops, differentiated by tf.grads.
-type Weights = tf.Tensor[];
-function refRecurrent(kind: 'RNN' | 'LSTM' | 'GRU', x: tf.Tensor, ws: Weights, layers: number, hidden: number): tf.Tensor {
+type Weights = TF.Tensor[];
+function refRecurrent(kind: 'RNN' | 'LSTM' | 'GRU', x: TF.Tensor, ws: Weights, layers: number, hidden: number): TF.Tensor {
   const [b, t] = x.shape as [number, number];
   let seq = x;
   for (let l = 0; l < layers; l++) {
-    const [wih, whh, bih, bhh] = ws.slice(4 * l, 4 * l + 4) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+    const [wih, whh, bih, bhh] = ws.slice(4 * l, 4 * l + 4) as [TF.Tensor, TF.Tensor, TF.Tensor, TF.Tensor];
     let hs = tf.zeros([b, hidden]);
     let cs = tf.zeros([b, hidden]);
-    const outs: tf.Tensor[] = [];
+    const outs: TF.Tensor[] = [];
     for (let s = 0; s < t; s++) {
       const xt = tf.reshape(tf.slice(seq, [0, s, 0], [b, 1, -1]), [b, -1]);
       const gx = tf.add(tf.matMul(xt, wih), bih);
       const gh = tf.add(tf.matMul(hs, whh), bhh);
       if (kind === 'RNN') hs = tf.tanh(tf.add(gx, gh));
       else if (kind === 'LSTM') {
-        const [i, f, g, o] = tf.split(tf.add(gx, gh), 4, 1) as tf.Tensor[];
+        const [i, f, g, o] = tf.split(tf.add(gx, gh), 4, 1) as TF.Tensor[];
         cs = tf.add(tf.mul(tf.sigmoid(f!), cs), tf.mul(tf.sigmoid(i!), tf.tanh(g!)));
         hs = tf.mul(tf.sigmoid(o!), tf.tanh(cs));
       } else {
-        const [xr, xz, xn] = tf.split(gx, 3, 1) as tf.Tensor[];
-        const [hr, hz, hn] = tf.split(gh, 3, 1) as tf.Tensor[];
+        const [xr, xz, xn] = tf.split(gx, 3, 1) as TF.Tensor[];
+        const [hr, hz, hn] = tf.split(gh, 3, 1) as TF.Tensor[];
         const r = tf.sigmoid(tf.add(xr!, hr!));
         const z = tf.sigmoid(tf.add(xz!, hz!));
         const n = tf.tanh(tf.add(xn!, tf.mul(r, hn!)));
@@ -133,7 +134,7 @@ describe.each(['RNN', 'LSTM', 'GRU'] as const)('%s', (kind) => {
     const [gx] = h.backward(y, dyv, { inputs: [x] });
 
     const params = m.parameters().map((p) => tf.clone(p.data));
-    const f = (...args: tf.Tensor[]) => tf.sum(tf.mul(refRecurrent(kind, args[0]!, args.slice(1), 2, 4), dyv.data));
+    const f = (...args: TF.Tensor[]) => tf.sum(tf.mul(refRecurrent(kind, args[0]!, args.slice(1), 2, 4), dyv.data));
     const refY = refRecurrent(kind, xv.data, params, 2, 4);
     expect(maxRelErr(y.dataSync(), refY.dataSync())).toBeLessThan(1e-5);
     const refGrads = tf.grads(f)([xv.data, ...params]);

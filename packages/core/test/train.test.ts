@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../src/tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { CheckpointError } from '../errors.js';
@@ -13,7 +14,7 @@ export interface StoredTensor {
 const BYTES: Record<string, number> = { F32: 4, F64: 8, I32: 4, U8: 1, BOOL: 1, I64: 8, F16: 2, BF16: 2 };
 const MAX_HEADER = 100 * 1024 * 1024;
 
-function dtypeOf(t: tf.Tensor): string {
+function dtypeOf(t: TF.Tensor): string {
   if (t.dtype === 'float32') return 'F32';
   if (t.dtype === 'int32') return 'I32';
   if (t.dtype === 'bool') return 'BOOL';
@@ -21,7 +22,7 @@ function dtypeOf(t: tf.Tensor): string {
 }
 
 /** Serialises tensors (sorted by name) and string metadata in the safetensors format. */
-export function encodeSafetensors(tensors: Map<string, tf.Tensor>, metadata: Record<string, string> = {}): Buffer {
+export function encodeSafetensors(tensors: Map<string, TF.Tensor>, metadata: Record<string, string> = {}): Buffer {
   const names = [...tensors.keys()].sort();
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
@@ -136,7 +137,7 @@ export function decodeSafetensors(buf: Uint8Array, source = 'buffer'): { tensors
 }
 
 /** Converts a stored tensor to a TensorFlow.js tensor (float types as float32, integers as int32). */
-export function toTf(t: StoredTensor): tf.Tensor {
+export function toTf(t: StoredTensor): TF.Tensor {
   if (t.dtype === 'BOOL') return tf.tensor(t.data as Uint8Array, t.shape, 'bool');
   if (t.dtype === 'I32' || t.dtype === 'I64' || t.dtype === 'U8') return tf.tensor(Int32Array.from(t.data as ArrayLike<number>), t.shape, 'int32');
   return tf.tensor(t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number>), t.shape, 'float32');
@@ -169,12 +170,12 @@ export function writeFileAtomic(path: string, data: Uint8Array): void {
 }
 
 /** Saves tensors and string metadata to a safetensors file (atomically). */
-export function saveSafetensors(path: string, tensors: Map<string, tf.Tensor>, metadata: Record<string, string> = {}): void {
+export function saveSafetensors(path: string, tensors: Map<string, TF.Tensor>, metadata: Record<string, string> = {}): void {
   writeFileAtomic(path, encodeSafetensors(tensors, metadata));
 }
 
 /** Loads a safetensors file as TensorFlow.js tensors (the caller owns them). */
-export function loadSafetensors(path: string): { tensors: Map<string, tf.Tensor>; metadata: Record<string, string> } {
+export function loadSafetensors(path: string): { tensors: Map<string, TF.Tensor>; metadata: Record<string, string> } {
   let buf: Buffer;
   try {
     buf = readFileSync(path);
@@ -182,7 +183,7 @@ export function loadSafetensors(path: string): { tensors: Map<string, tf.Tensor>
     throw new CheckpointError(`cannot read checkpoint ${path}: ${(e as Error).message}`);
   }
   const { tensors, metadata } = decodeSafetensors(buf, path);
-  const out = new Map<string, tf.Tensor>();
+  const out = new Map<string, TF.Tensor>();
   for (const [k, t] of tensors) out.set(k, toTf(t));
   return { tensors: out, metadata };
 }

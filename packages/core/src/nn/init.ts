@@ -1,10 +1,11 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { defaultGenerator, type Generator } from '../random.js';
 
 /** Initialisers fill a new tensor of a shape given its fan-in and fan-out. */
-export type Init = (shape: number[], fanIn: number, fanOut: number, gen?: Generator) => tf.Tensor;
+export type Init = (shape: number[], fanIn: number, fanOut: number, gen?: Generator) => TF.Tensor;
 
-function fill(shape: number[], f: () => number): tf.Tensor {
+function fill(shape: number[], f: () => number): TF.Tensor {
   const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
   for (let i = 0; i < v.length; i++) v[i] = f();
   return tf.tensor(v, shape, 'float32');

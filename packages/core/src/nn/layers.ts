@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { ShapeError, fmtShape } from '../errors.js';
 import { conv2d, type Padding } from '../ops/conv.js';
 import { linear } from '../ops/matmul.js';

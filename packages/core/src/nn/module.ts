@@ -1,10 +1,11 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { CheckpointError, fmtShape } from '../errors.js';
 import { Tensor } from '../tensor.js';
 
 /** A trainable tensor owned by a module: requires grad, and outlives every `tidy` scope. */
 export class Parameter extends Tensor {
-  constructor(data: tf.Tensor) {
+  constructor(data: TF.Tensor) {
     super(tf.keep(data), true);
     this.keep();
   }
@@ -12,8 +13,8 @@ export class Parameter extends Tensor {
 
 /** A piece of module state that is saved with the model but not trained (running statistics). */
 export interface BufferRef {
-  get(): tf.Tensor;
-  set(t: tf.Tensor): void;
+  get(): TF.Tensor;
+  set(t: TF.Tensor): void;
 }
 
 /**
@@ -113,8 +114,8 @@ export abstract class Module {
   }
 
   /** Parameters and buffers by name (the tensors themselves, not copies). */
-  stateDict(): Map<string, tf.Tensor> {
-    const out = new Map<string, tf.Tensor>();
+  stateDict(): Map<string, TF.Tensor> {
+    const out = new Map<string, TF.Tensor>();
     for (const [k, p] of this.namedParameters()) out.set(k, p.data);
     for (const [k, b] of this.namedBuffers()) out.set(k, b.get());
     return out;
@@ -124,7 +125,7 @@ export abstract class Module {
    * Copies values into parameters and buffers by name. Strict (the default): every name must be
    * present with its shape, and no other names; otherwise an error lists what differs.
    */
-  loadStateDict(state: Map<string, tf.Tensor> | Record<string, tf.Tensor>, strict = true): void {
+  loadStateDict(state: Map<string, TF.Tensor> | Record<string, TF.Tensor>, strict = true): void {
     const src = state instanceof Map ? state : new Map(Object.entries(state));
     const params = this.namedParameters();
     const buffers = this.namedBuffers();

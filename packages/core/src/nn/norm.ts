@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { batchNorm, layerNorm, type BatchNormStats } from '../ops/nn.js';
 import type { Tensor } from '../tensor.js';
 import { Module, Parameter, type BufferRef } from './module.js';

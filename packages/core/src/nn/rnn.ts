@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { ShapeError, fmtShape } from '../errors.js';
 import { add, mul, sub } from '../ops/binary.js';
 import { linear } from '../ops/matmul.js';

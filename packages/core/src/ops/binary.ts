@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
 import { Tensor } from '../tensor.js';
 import { asTensor, broadcastShape, unbroadcast, type Operand } from './util.js';
@@ -7,8 +8,8 @@ function binary(
   name: string,
   a: Operand,
   b: Operand,
-  forward: (x: tf.Tensor, y: tf.Tensor) => tf.Tensor,
-  grads: (dy: tf.Tensor, x: tf.Tensor, y: tf.Tensor, needs: boolean[]) => [tf.Tensor | null, tf.Tensor | null],
+  forward: (x: TF.Tensor, y: TF.Tensor) => TF.Tensor,
+  grads: (dy: TF.Tensor, x: TF.Tensor, y: TF.Tensor, needs: boolean[]) => [TF.Tensor | null, TF.Tensor | null],
   saves: boolean,
 ): Tensor {
   const ta = asTensor(a);

@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
@@ -18,7 +19,7 @@ export function explicitPadding(pad: Padding, h: number, w: number, kh: number, 
 }
 
 /** Pads (positive) or crops (negative) the two spatial dimensions of an NHWC tensor. */
-function padOrCrop(x: tf.Tensor, top: number, bottom: number, left: number, right: number): tf.Tensor {
+function padOrCrop(x: TF.Tensor, top: number, bottom: number, left: number, right: number): TF.Tensor {
   let t = x;
   if (top > 0 || bottom > 0 || left > 0 || right > 0) {
     t = tf.pad(t, [[0, 0], [Math.max(top, 0), Math.max(bottom, 0)], [Math.max(left, 0), Math.max(right, 0)], [0, 0]]);
@@ -32,7 +33,7 @@ function padOrCrop(x: tf.Tensor, top: number, bottom: number, left: number, righ
 }
 
 /** Inserts s-1 zeros between the spatial positions of an NHWC tensor (the gradient of a stride). */
-function dilate(x: tf.Tensor, sh: number, sw: number): tf.Tensor {
+function dilate(x: TF.Tensor, sh: number, sw: number): TF.Tensor {
   if (sh === 1 && sw === 1) return x;
   const [n, h, w, c] = x.shape as [number, number, number, number];
   const t = tf.pad(tf.reshape(x, [n, h, 1, w, 1, c]), [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]);
@@ -69,28 +70,28 @@ export function conv2d(x: Tensor, w: Tensor, b?: Tensor | null, opts: Conv2dOpti
     throw new ShapeError(`conv2d: a ${kh}x${kw} filter does not fit input ${fmtShape(x.shape)} with padding [${[pt, pb, pl, pr]}]`);
   }
   const y = tf.fused.conv2d({
-    x: x.data as tf.Tensor4D,
-    filter: w.data as tf.Tensor4D,
+    x: x.data as TF.Tensor4D,
+    filter: w.data as TF.Tensor4D,
     strides: [sh, sw],
     pad: pt || pb || pl || pr ? [[0, 0], [pt, pb], [pl, pr], [0, 0]] : 'valid',
     bias: b?.data,
   });
   const inputs = b ? [x, w, b] : [x, w];
   return record('conv2d', inputs, y, [x.data, w.data], (dy, [sx, sf], needs) => {
-    let dx: tf.Tensor | null = null;
-    let dw: tf.Tensor | null = null;
+    let dx: TF.Tensor | null = null;
+    let dw: TF.Tensor | null = null;
     if (needs[0]) {
       const rh = h + pt + pb - kh - (oh - 1) * sh;
       const rw = wd + pl + pr - kw - (ow - 1) * sw;
       const g = padOrCrop(dilate(dy, sh, sw), kh - 1 - pt, kh - 1 - pb + rh, kw - 1 - pl, kw - 1 - pr + rw);
       const flipped = tf.transpose(tf.reverse(sf!, [0, 1]), [0, 1, 3, 2]);
-      dx = tf.conv2d(g as tf.Tensor4D, flipped as tf.Tensor4D, 1, 'valid');
+      dx = tf.conv2d(g as TF.Tensor4D, flipped as TF.Tensor4D, 1, 'valid');
     }
     if (needs[1]) {
       // Only the rows and columns the windows touched.
       const xp = padOrCrop(sx!, pt, (oh - 1) * sh + kh - h - pt, pl, (ow - 1) * sw + kw - wd - pl);
-      const xt = tf.transpose(xp, [3, 1, 2, 0]) as tf.Tensor4D; // [ci, Hp, Wp, n]
-      const ft = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D; // [oh, ow, n, co]
+      const xt = tf.transpose(xp, [3, 1, 2, 0]) as TF.Tensor4D; // [ci, Hp, Wp, n]
+      const ft = tf.transpose(dy, [1, 2, 0, 3]) as TF.Tensor4D; // [oh, ow, n, co]
       const r = tf.conv2d(xt, ft, 1, 'valid', 'NHWC', [sh, sw]); // [ci, kh, kw, co]
       dw = tf.transpose(r, [1, 2, 0, 3]);
     }

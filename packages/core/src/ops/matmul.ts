@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
 import { explicitTranspose } from '../backend.js';
 import { ShapeError, fmtShape } from '../errors.js';
@@ -6,7 +7,7 @@ import type { Tensor } from '../tensor.js';
 import { broadcastShape, unbroadcast } from './util.js';
 
 /** Swaps the last two dimensions. */
-function swapLast(t: tf.Tensor): tf.Tensor {
+function swapLast(t: TF.Tensor): TF.Tensor {
   const perm = [...Array(t.rank).keys()];
   perm[t.rank - 1] = t.rank - 2;
   perm[t.rank - 2] = t.rank - 1;
@@ -17,7 +18,7 @@ function swapLast(t: tf.Tensor): tf.Tensor {
  * a @ b with either operand transposed, in the form fastest on the active backend: wasm's matMul
  * with a transpose flag is 10-25x slower than an explicit transpose followed by a plain matMul.
  */
-export function mm(a: tf.Tensor, b: tf.Tensor, transA = false, transB = false): tf.Tensor {
+export function mm(a: TF.Tensor, b: TF.Tensor, transA = false, transB = false): TF.Tensor {
   if (!(transA || transB) || !explicitTranspose()) return tf.matMul(a, b, transA, transB);
   return tf.matMul(transA ? swapLast(a) : a, transB ? swapLast(b) : b);
 }
@@ -54,7 +55,7 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   const rows = lead.reduce((p, q) => p * q, 1);
   const y = tf.tidy(() => {
     const x2 = tf.reshape(x.data, [rows, inF]);
-    const out = tf.fused.matMul({ a: x2 as tf.Tensor2D, b: w.data as tf.Tensor2D, bias: b?.data });
+    const out = tf.fused.matMul({ a: x2 as TF.Tensor2D, b: w.data as TF.Tensor2D, bias: b?.data });
     return tf.reshape(out, [...lead, outF]);
   });
   const inputs = b ? [x, w, b] : [x, w];

@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { record, recordMulti } from '../autograd.js';
 import { backendName } from '../backend.js';
 import { ShapeError, fmtShape } from '../errors.js';
@@ -125,12 +126,12 @@ export function gather(x: Tensor, indices: Tensor): Tensor {
     const flatIdx = tf.reshape(idx!, [-1]);
     const width = shape.slice(1).reduce((a, b) => a * b, 1);
     const dy2 = tf.reshape(dy, [flatIdx.size, width]);
-    let g: tf.Tensor;
+    let g: TF.Tensor;
     if (backendName() === 'wasm') {
-      const oh = oneHotF32(flatIdx as tf.Tensor1D, rows); // [n, rows]
+      const oh = oneHotF32(flatIdx as TF.Tensor1D, rows); // [n, rows]
       g = tf.matMul(tf.transpose(oh), dy2);
     } else {
-      g = tf.unsortedSegmentSum(dy2, flatIdx as tf.Tensor1D, rows);
+      g = tf.unsortedSegmentSum(dy2, flatIdx as TF.Tensor1D, rows);
     }
     return [tf.reshape(g, shape), null];
   });

@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import { defaultGenerator, type Generator } from '../random.js';
@@ -51,7 +52,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, reduction: Reducti
     const shifted = tf.sub(x, tf.max(x, -1, true));
     const lse = tf.log(tf.sum(tf.exp(shifted), -1, true));
     const logp = tf.sub(shifted, lse);
-    const oh = oneHotF32(tf.reshape(targets.data, [n]) as tf.Tensor1D, classes);
+    const oh = oneHotF32(tf.reshape(targets.data, [n]) as TF.Tensor1D, classes);
     const per = tf.neg(tf.sum(tf.mul(logp, oh), -1));
     const l = reduction === 'mean' ? tf.mean(per) : reduction === 'sum' ? tf.sum(per) : tf.reshape(per, ls.slice(0, -1));
     return [l, tf.exp(logp), oh];
@@ -116,7 +117,7 @@ export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | nul
   return record('layerNorm', inputs, y, saved, (dy, [xh, r, g], needs) => {
     const lead = [...Array(s.length - 1).keys()];
     const dxh = g ? tf.mul(dy, g) : dy;
-    const out: (tf.Tensor | null)[] = [];
+    const out: (TF.Tensor | null)[] = [];
     if (needs[0]) {
       const m1 = tf.mean(dxh, -1, true);
       const m2 = tf.mean(tf.mul(dxh, xh!), -1, true);
@@ -130,8 +131,8 @@ export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | nul
 
 /** Running statistics of batch normalisation, updated in place during training. */
 export interface BatchNormStats {
-  runningMean: tf.Tensor;
-  runningVar: tf.Tensor;
+  runningMean: TF.Tensor;
+  runningVar: TF.Tensor;
 }
 
 /**
@@ -156,7 +157,7 @@ export function batchNorm(
   const axes = [...Array(s.length - 1).keys()];
   const count = s.slice(0, -1).reduce((a, b) => a * b, 1);
   const [y, xhat, rstd] = tf.tidy(() => {
-    let mu: tf.Tensor, v: tf.Tensor;
+    let mu: TF.Tensor, v: TF.Tensor;
     if (training) {
       mu = tf.mean(x.data, axes);
       v = tf.mean(tf.square(tf.sub(x.data, mu)), axes);
@@ -180,7 +181,7 @@ export function batchNorm(
   const saved = weight ? [xhat, rstd, weight.data] : [xhat, rstd];
   return record('batchNorm', inputs, y, saved, (dy, [xh, r, g], needs) => {
     const dxh = g ? tf.mul(dy, g) : dy;
-    const out: (tf.Tensor | null)[] = [];
+    const out: (TF.Tensor | null)[] = [];
     if (needs[0]) {
       if (training) {
         const m1 = tf.mean(dxh, axes);

@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
 import { backendName } from '../backend.js';
 import type { Tensor } from '../tensor.js';
@@ -20,28 +21,28 @@ function poolArgs(kernel: number | [number, number], stride: number | [number, n
  * Used on wasm, whose MaxPoolGrad kernel loses the gradient of windows whose maximum is negative
  * (tfjs-backend-wasm 4.22).
  */
-function maxPoolGradComposed(dy: tf.Tensor, x: tf.Tensor, y: tf.Tensor, k: [number, number], s: [number, number], padding: Padding): tf.Tensor {
+function maxPoolGradComposed(dy: TF.Tensor, x: TF.Tensor, y: TF.Tensor, k: [number, number], s: [number, number], padding: Padding): TF.Tensor {
   const [n, h, w, c] = x.shape as [number, number, number, number];
   const [, oh, ow] = y.shape as [number, number, number, number];
   const [kh, kw] = k;
   const [sh, sw] = s;
   const [pt, pb, pl, pr] = explicitPadding(padding, h, w, kh, kw, sh, sw);
-  if (kh === sh && kw === sw && pt + pb + pl + pr === 0 && h === oh * kh && w === ow * kw) {
-    // Non-overlapping windows tiling the input: a reshape exposes each window.
-    const x6 = tf.reshape(x, [n, oh, kh, ow, kw, c]);
-    const y6 = tf.reshape(y, [n, oh, 1, ow, 1, c]);
-    const hit = tf.cast(tf.equal(x6, y6), 'float32');
-    // First maximum wins: a position counts only if no earlier position in the window was a hit.
-    const flat = tf.reshape(tf.transpose(hit, [0, 1, 3, 5, 2, 4]), [n, oh, ow, c, kh * kw]);
-    const before = tf.sub(tf.cumsum(flat, 4), flat);
-    const first = tf.mul(flat, tf.cast(tf.equal(before, 0), 'float32'));
+  if (kh === sh && kw === sw && pt + pb + pl + pr === 0) {
+    // Non-overlapping windows: move each window's elements to a last axis, where argMax picks the
+    // first maximum, and route dy there with a one-hot mask. (Measured on wasm, [64,28,28,32] 2x2:
+    // 35 ms, against 260 ms for masks built offset by offset.)
+    const th = oh * kh, tw = ow * kw; // rows and columns the windows cover
+    const xc = th === h && tw === w ? x : tf.slice(x, [0, 0, 0, 0], [n, th, tw, c]);
+    const win = tf.reshape(tf.transpose(tf.reshape(xc, [n, oh, kh, ow, kw, c]), [0, 1, 3, 5, 2, 4]), [n, oh, ow, c, kh * kw]);
+    const first = tf.cast(tf.oneHot(tf.argMax(win, -1), kh * kw), 'float32');
     const g = tf.mul(first, tf.reshape(dy, [n, oh, ow, c, 1]));
-    return tf.reshape(tf.transpose(tf.reshape(g, [n, oh, ow, c, kh, kw]), [0, 1, 4, 2, 5, 3]), [n, h, w, c]);
+    const dx = tf.reshape(tf.transpose(tf.reshape(g, [n, oh, ow, c, kh, kw]), [0, 1, 4, 2, 5, 3]), [n, th, tw, c]);
+    return th === h && tw === w ? dx : tf.pad(dx, [[0, 0], [0, h - th], [0, w - tw], [0, 0]]);
   }
   const hp = h + pt + pb, wp = w + pl + pr;
   const xp = tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]], -3.4e38);
-  let taken: tf.Tensor = tf.zerosLike(y);
-  let dxp: tf.Tensor = tf.zeros([n, hp, wp, c]);
+  let taken: TF.Tensor = tf.zerosLike(y);
+  let dxp: TF.Tensor = tf.zeros([n, hp, wp, c]);
   for (let i = 0; i < kh; i++) {
     for (let j = 0; j < kw; j++) {
       const cand = tf.stridedSlice(xp, [0, i, j, 0], [n, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1, c], [1, sh, sw, 1]);
@@ -62,11 +63,11 @@ function maxPoolGradComposed(dy: tf.Tensor, x: tf.Tensor, y: tf.Tensor, k: [numb
 export function maxPool2d(x: Tensor, kernel: number | [number, number], stride?: number | [number, number], padding: Padding = 'valid'): Tensor {
   expectRank('maxPool2d', 'input', x, [4]);
   const { k, s, pad } = poolArgs(kernel, stride, padding);
-  const y = tf.maxPool(x.data as tf.Tensor4D, k, s, pad as 'valid');
+  const y = tf.maxPool(x.data as TF.Tensor4D, k, s, pad as 'valid');
   return record('maxPool2d', [x], y, [x.data, y], (dy, [sx, sy]) => [
     backendName() === 'wasm'
       ? maxPoolGradComposed(dy, sx!, sy!, k, s, padding)
-      : (tf.engine().runKernel('MaxPoolGrad', { dy, input: sx!, output: sy! }, { filterSize: k, strides: s, pad } as never) as tf.Tensor),
+      : (tf.engine().runKernel('MaxPoolGrad', { dy, input: sx!, output: sy! }, { filterSize: k, strides: s, pad } as never) as TF.Tensor),
   ]);
 }
 
@@ -74,8 +75,8 @@ export function maxPool2d(x: Tensor, kernel: number | [number, number], stride?:
 export function avgPool2d(x: Tensor, kernel: number | [number, number], stride?: number | [number, number], padding: Padding = 'valid'): Tensor {
   expectRank('avgPool2d', 'input', x, [4]);
   const { k, s, pad } = poolArgs(kernel, stride, padding);
-  const y = tf.avgPool(x.data as tf.Tensor4D, k, s, pad as 'valid');
+  const y = tf.avgPool(x.data as TF.Tensor4D, k, s, pad as 'valid');
   return record('avgPool2d', [x], y, [x.data], (dy, [sx]) => [
-    tf.engine().runKernel('AvgPoolGrad', { dy, input: sx! }, { filterSize: k, strides: s, pad } as never) as tf.Tensor,
+    tf.engine().runKernel('AvgPoolGrad', { dy, input: sx! }, { filterSize: k, strides: s, pad } as never) as TF.Tensor,
   ]);
 }

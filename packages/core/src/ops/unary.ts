@@ -1,12 +1,13 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
 import type { Tensor } from '../tensor.js';
 
 // Each rule saves either the input (x) or the output (y), whichever its derivative is cheapest from.
-function unaryX(name: string, x: Tensor, f: (x: tf.Tensor) => tf.Tensor, g: (dy: tf.Tensor, x: tf.Tensor) => tf.Tensor): Tensor {
+function unaryX(name: string, x: Tensor, f: (x: TF.Tensor) => TF.Tensor, g: (dy: TF.Tensor, x: TF.Tensor) => TF.Tensor): Tensor {
   return record(name, [x], f(x.data), [x.data], (dy, [sx]) => [g(dy, sx!)]);
 }
-function unaryY(name: string, x: Tensor, f: (x: tf.Tensor) => tf.Tensor, g: (dy: tf.Tensor, y: tf.Tensor) => tf.Tensor): Tensor {
+function unaryY(name: string, x: Tensor, f: (x: TF.Tensor) => TF.Tensor, g: (dy: TF.Tensor, y: TF.Tensor) => TF.Tensor): Tensor {
   const y = f(x.data);
   return record(name, [x], y, [y], (dy, [sy]) => [g(dy, sy!)]);
 }

@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { ShapeError, fmtShape } from '../errors.js';
 import { Tensor } from '../tensor.js';
 
@@ -26,7 +27,7 @@ export function broadcastShape(op: string, a: readonly number[], b: readonly num
 }
 
 /** Sums a broadcast gradient back down to `shape` (undoing broadcasting). */
-export function unbroadcast(g: tf.Tensor, shape: readonly number[]): tf.Tensor {
+export function unbroadcast(g: TF.Tensor, shape: readonly number[]): TF.Tensor {
   if (g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i])) return g;
   const lead = g.rank - shape.length;
   const axes: number[] = [];
@@ -55,6 +56,6 @@ export function expectRank(op: string, what: string, t: Tensor, ranks: number[])
  * One-hot rows as float32. Built as int32 and cast: the wasm backend's OneHot kernel writes integer
  * bit patterns when asked for float32 output (tfjs-backend-wasm 4.22).
  */
-export function oneHotF32(indices: tf.Tensor1D, depth: number): tf.Tensor {
+export function oneHotF32(indices: TF.Tensor1D, depth: number): TF.Tensor {
   return tf.tidy(() => tf.cast(tf.oneHot(indices, depth), 'float32'));
 }

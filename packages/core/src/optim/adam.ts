@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import type { Parameter } from '../nn/module.js';
 import { Optimizer } from './optimizer.js';
 
@@ -22,7 +23,7 @@ export class Adam extends Optimizer {
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0;
   }
-  protected update(p0: tf.Tensor, grad: tf.Tensor, slots: Map<string, tf.Tensor>, step: number): tf.Tensor {
+  protected update(p0: TF.Tensor, grad: TF.Tensor, slots: Map<string, TF.Tensor>, step: number): TF.Tensor {
     const [b1, b2] = this.betas;
     let p = p0;
     let g = grad;

@@ -1,11 +1,12 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import { noGrad } from '../autograd.js';
 import { CheckpointError, fmtShape } from '../errors.js';
 import type { Parameter } from '../nn/module.js';
 
 /** An optimizer's state for saving: tensors by `<param>.<slot>` and plain settings. */
 export interface OptimizerState {
-  tensors: Map<string, tf.Tensor>;
+  tensors: Map<string, TF.Tensor>;
   meta: { kind: string; lr: number; step: number; [k: string]: unknown };
 }
 
@@ -17,7 +18,7 @@ export abstract class Optimizer {
   lr: number;
   /** Completed steps. */
   stepCount = 0;
-  protected readonly slots: Map<string, tf.Tensor>[];
+  protected readonly slots: Map<string, TF.Tensor>[];
 
   constructor(readonly params: Parameter[], lr: number) {
     if (!(lr >= 0)) throw new Error(`learning rate must be a non-negative number, found ${lr}`);
@@ -34,7 +35,7 @@ export abstract class Optimizer {
   }
 
   /** Computes a parameter's new value from its value, gradient and slots (inside tf.tidy). */
-  protected abstract update(p: tf.Tensor, g: tf.Tensor, slots: Map<string, tf.Tensor>, step: number): tf.Tensor;
+  protected abstract update(p: TF.Tensor, g: TF.Tensor, slots: Map<string, TF.Tensor>, step: number): TF.Tensor;
 
   /** Applies one update to every parameter that has a gradient. */
   step(): void {
@@ -65,7 +66,7 @@ export abstract class Optimizer {
 
   /** State tensors (by parameter name and slot) and settings, to save in a checkpoint. */
   stateDict(): OptimizerState {
-    const tensors = new Map<string, tf.Tensor>();
+    const tensors = new Map<string, TF.Tensor>();
     this.slots.forEach((s, i) => s.forEach((t, k) => tensors.set(this.slotName(i, k), t)));
     return { tensors, meta: { kind: this.constructor.name, lr: this.lr, step: this.stepCount, ...this.settings() } };
   }
@@ -75,7 +76,7 @@ export abstract class Optimizer {
     if (state.meta.kind !== this.constructor.name) {
       throw new CheckpointError(`optimizer state is for ${state.meta.kind}, this optimizer is ${this.constructor.name}`);
     }
-    const next = this.params.map(() => new Map<string, tf.Tensor>());
+    const next = this.params.map(() => new Map<string, TF.Tensor>());
     const used = new Set<string>();
     this.params.forEach((p, i) => {
       const prefix = `${p.name ?? String(i)}.`;

@@ -1,4 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
+import { tf } from '../tf.js';
+import type * as TF from '@tensorflow/tfjs-core';
 import type { Parameter } from '../nn/module.js';
 import { Optimizer } from './optimizer.js';
 
@@ -27,7 +28,7 @@ export class SGD extends Optimizer {
       throw new Error('Nesterov momentum needs momentum > 0 and dampening 0');
     }
   }
-  protected update(p: tf.Tensor, grad: tf.Tensor, slots: Map<string, tf.Tensor>): tf.Tensor {
+  protected update(p: TF.Tensor, grad: TF.Tensor, slots: Map<string, TF.Tensor>): TF.Tensor {
     let g = this.weightDecay ? tf.add(grad, tf.mul(p, this.weightDecay)) : grad;
     if (this.momentum) {
       const prev = slots.get('momentum');
