@@ -1,0 +1,216 @@
+// Collective algorithms over point-to-point messages, chosen by size as MPI libraries do.
+// Every function takes a Channel: the communicator's ranks and an internal send/receive pair whose
+// messages are private to one collective call.
+import { alloc, dtypeCode, type Buf } from '../dtypes.js';
+import { finishAvg, reduceInto, type ReduceOp } from './ops.js';
+
+/** The point-to-point pair one collective call runs on (ranks are communicator ranks). */
+export interface Channel {
+  rank: number;
+  size: number;
+  send(dst: number, buf: Buf): Promise<void>;
+  recv(src: number, into?: Buf): Promise<Buf>;
+}
+
+/** Messages below this many bytes use latency-bound algorithms (recursive doubling, trees). */
+export const SMALL_BYTES = 64 * 1024;
+
+/** Block boundaries splitting n elements into p nearly equal parts (sizes differ by at most one). */
+export function blocks(n: number, p: number): number[] {
+  const b = new Array<number>(p + 1);
+  const q = Math.floor(n / p);
+  const r = n % p;
+  for (let i = 0; i <= p; i++) b[i] = i * q + Math.min(i, r);
+  return b;
+}
+
+const mod = (a: number, p: number) => ((a % p) + p) % p;
+
+async function exchange(ch: Channel, dst: number, out: Buf, src: number, into?: Buf): Promise<Buf> {
+  const [, got] = await Promise.all([ch.send(dst, out), ch.recv(src, into)]);
+  return got;
+}
+
+/** Dissemination barrier: ceil(log2 p) rounds of empty messages. */
+export async function barrier(ch: Channel): Promise<void> {
+  const empty = new Uint8Array(0);
+  for (let k = 1; k < ch.size; k *= 2) await exchange(ch, mod(ch.rank + k, ch.size), empty, mod(ch.rank - k, ch.size));
+}
+
+/** Binomial-tree broadcast from `root`, in place. */
+export async function broadcast(ch: Channel, buf: Buf, root: number): Promise<void> {
+  const { size } = ch;
+  const rel = mod(ch.rank - root, size);
+  let mask = 1;
+  while (mask < size) {
+    if (rel & mask) {
+      await ch.recv(mod(rel - mask + root, size), buf);
+      break;
+    }
+    mask <<= 1;
+  }
+  mask >>= 1;
+  const sends: Promise<void>[] = [];
+  while (mask > 0) {
+    if (rel + mask < size) sends.push(ch.send(mod(rel + mask + root, size), buf));
+    mask >>= 1;
+  }
+  await Promise.all(sends);
+}
+
+/** Binomial-tree reduce to `root`: the result lands in `buf` on the root; other ranks' buf is unchanged. */
+export async function reduce(ch: Channel, buf: Buf, root: number, op: ReduceOp): Promise<void> {
+  const { size } = ch;
+  const rel = mod(ch.rank - root, size);
+  const acc = rel === 0 ? buf : (buf.slice() as Buf);
+  const tmp = alloc(dtypeCode(buf), buf.length);
+  for (let mask = 1; mask < size; mask <<= 1) {
+    if (rel & mask) {
+      await ch.send(mod(rel - mask + root, size), acc);
+      break;
+    }
+    if (rel + mask < size) {
+      await ch.recv(mod(rel + mask + root, size), tmp);
+      reduceInto(acc, tmp, op);
+    }
+  }
+  if (rel === 0 && op === 'avg') finishAvg(buf, size);
+}
+
+/**
+ * Recursive-doubling allreduce for small messages. A rank count that is not a power of two is
+ * folded first: the first 2*(p - p') ranks pair up, odd ones hand their data to even ones and wait
+ * for the result.
+ */
+async function allreduceRecursiveDoubling(ch: Channel, buf: Buf, op: ReduceOp): Promise<void> {
+  const { rank, size } = ch;
+  let pof2 = 1;
+  while (pof2 * 2 <= size) pof2 *= 2;
+  const rem = size - pof2;
+  const tmp = alloc(dtypeCode(buf), buf.length);
+  let newRank: number;
+  if (rank < 2 * rem) {
+    if (rank % 2 === 1) {
+      await ch.send(rank - 1, buf);
+      newRank = -1;
+    } else {
+      await ch.recv(rank + 1, tmp);
+      reduceInto(buf, tmp, op);
+      newRank = rank / 2;
+    }
+  } else newRank = rank - rem;
+  if (newRank >= 0) {
+    const real = (r: number) => (r < rem ? r * 2 : r + rem);
+    for (let mask = 1; mask < pof2; mask <<= 1) {
+      const partner = real(newRank ^ mask);
+      await exchange(ch, partner, buf, partner, tmp);
+      reduceInto(buf, tmp, op);
+    }
+  }
+  if (rank < 2 * rem) {
+    if (rank % 2 === 1) await ch.recv(rank - 1, buf);
+    else await ch.send(rank + 1, buf);
+  }
+}
+
+/**
+ * Ring reduce-scatter on `buf` split into p blocks: after p-1 steps, rank r holds the reduced
+ * block (r + shift) mod p. Sends and receives of each step overlap.
+ */
+async function ringReduceScatter(ch: Channel, buf: Buf, bounds: number[], op: ReduceOp, shift: number): Promise<void> {
+  const { rank, size } = ch;
+  const right = mod(rank + 1, size);
+  const left = mod(rank - 1, size);
+  let maxBlock = 0;
+  for (let i = 0; i < size; i++) maxBlock = Math.max(maxBlock, bounds[i + 1]! - bounds[i]!);
+  const tmp = alloc(dtypeCode(buf), maxBlock);
+  for (let s = 0; s < size - 1; s++) {
+    const sb = mod(rank + shift - s - 1, size);
+    const rb = mod(rank + shift - s - 2, size);
+    const out = buf.subarray(bounds[sb]!, bounds[sb + 1]!) as Buf;
+    const dst = buf.subarray(bounds[rb]!, bounds[rb + 1]!) as Buf;
+    const got = await exchange(ch, right, out, left, tmp.subarray(0, dst.length) as Buf);
+    reduceInto(dst, got, op);
+  }
+}
+
+/** Ring allgather on `buf` split into p blocks, rank r starting with block (r + shift) mod p. */
+async function ringAllgather(ch: Channel, buf: Buf, bounds: number[], shift: number): Promise<void> {
+  const { rank, size } = ch;
+  const right = mod(rank + 1, size);
+  const left = mod(rank - 1, size);
+  for (let s = 0; s < size - 1; s++) {
+    const sb = mod(rank + shift - s, size);
+    const rb = mod(rank + shift - s - 1, size);
+    await exchange(ch, right, buf.subarray(bounds[sb]!, bounds[sb + 1]!) as Buf, left, buf.subarray(bounds[rb]!, bounds[rb + 1]!) as Buf);
+  }
+}
+
+/** Allreduce in place: recursive doubling for small messages, ring reduce-scatter + allgather for large. */
+export async function allreduce(ch: Channel, buf: Buf, op: ReduceOp): Promise<void> {
+  const { size } = ch;
+  if (size > 1) {
+    if (buf.byteLength < SMALL_BYTES || buf.length < size) await allreduceRecursiveDoubling(ch, buf, op);
+    else {
+      const bounds = blocks(buf.length, size);
+      await ringReduceScatter(ch, buf, bounds, op, 1);
+      await ringAllgather(ch, buf, bounds, 1);
+    }
+  }
+  if (op === 'avg') finishAvg(buf, size);
+}
+
+/** Reduce-scatter of p equal blocks: `recv` gets block `rank` of the reduction of everyone's `send`. */
+export async function reduceScatter(ch: Channel, send: Buf, recv: Buf, op: ReduceOp): Promise<void> {
+  const work = send.slice() as Buf;
+  const n = recv.length;
+  const bounds = Array.from({ length: ch.size + 1 }, (_, i) => i * n);
+  if (ch.size > 1) await ringReduceScatter(ch, work, bounds, op, 0);
+  const mine = work.subarray(ch.rank * n, (ch.rank + 1) * n) as Buf;
+  if (op === 'avg') finishAvg(mine, ch.size);
+  recv.set(mine as never);
+}
+
+/** Allgather of equal blocks: `recv` (p blocks) gets everyone's `send` in rank order (ring). */
+export async function allgather(ch: Channel, send: Buf, recv: Buf): Promise<void> {
+  const n = send.length;
+  recv.set(send as never, ch.rank * n);
+  if (ch.size === 1 || n === 0) return;
+  const bounds = Array.from({ length: ch.size + 1 }, (_, i) => i * n);
+  await ringAllgather(ch, recv, bounds, 0);
+}
+
+/** Gather of equal blocks to `root` (recv used on the root only). */
+export async function gather(ch: Channel, send: Buf, recv: Buf | null, root: number): Promise<void> {
+  const n = send.length;
+  if (ch.rank !== root) return ch.send(root, send);
+  recv!.set(send as never, root * n);
+  await Promise.all(
+    Array.from({ length: ch.size }, (_, r) => r).filter((r) => r !== root).map((r) => ch.recv(r, recv!.subarray(r * n, (r + 1) * n) as Buf)),
+  );
+}
+
+/** Scatter of equal blocks from `root`: rank r's `recv` gets block r of the root's `send`. */
+export async function scatter(ch: Channel, send: Buf | null, recv: Buf, root: number): Promise<void> {
+  const n = recv.length;
+  if (ch.rank !== root) {
+    await ch.recv(root, recv);
+    return;
+  }
+  recv.set(send!.subarray(root * n, (root + 1) * n) as never);
+  await Promise.all(
+    Array.from({ length: ch.size }, (_, r) => r).filter((r) => r !== root).map((r) => ch.send(r, send!.subarray(r * n, (r + 1) * n) as Buf)),
+  );
+}
+
+/** All-to-all of equal blocks by pairwise exchange: block j of `send` goes to rank j. */
+export async function alltoall(ch: Channel, send: Buf, recv: Buf): Promise<void> {
+  const { rank, size } = ch;
+  const n = send.length / size;
+  recv.set(send.subarray(rank * n, (rank + 1) * n) as never, rank * n);
+  for (let s = 1; s < size; s++) {
+    const dst = mod(rank + s, size);
+    const src = mod(rank - s, size);
+    await exchange(ch, dst, send.subarray(dst * n, (dst + 1) * n) as Buf, src, recv.subarray(src * n, (src + 1) * n) as Buf);
+  }
+}

@@ -1,0 +1,250 @@
+import { CommTimeoutError, CommUsageError, PeerLostError } from './errors.js';
+import { alloc, bytesOf, dtypeName, elementBytes, view, type Buf } from './dtypes.js';
+import type { Logger } from './log.js';
+import type { Sink } from './transport/connection.js';
+import { Kind, type DataFrame } from './transport/frame.js';
+import type { Mesh } from './transport/mesh.js';
+
+/** A received message. */
+export interface Message {
+  data: Buf;
+  meta: unknown;
+}
+
+interface Incoming {
+  dtype: number;
+  bytes: Uint8Array;
+  meta: unknown;
+  complete: boolean;
+  waiter?: Waiter;
+}
+
+interface Waiter {
+  into?: Buf;
+  group: readonly number[];
+  op: string;
+  src: number;
+  resolve(m: Message): void;
+  reject(e: Error): void;
+  timer?: NodeJS.Timeout;
+}
+
+interface Slot {
+  msgs: Incoming[];
+  waiters: Waiter[];
+}
+
+/** Bytes of unmatched messages from one peer above which its socket is paused. */
+const UNEXPECTED_LIMIT = 256 * 1024 * 1024;
+
+/**
+ * Matches arriving messages to posted receives by (communicator, source, tag), in arrival order,
+ * and fails everything that depends on a lost rank.
+ */
+export class Engine implements Sink {
+  readonly lost = new Map<number, string>();
+  private readonly slots = new Map<string, Slot>();
+  private readonly unexpected: number[];
+  private readonly paused: boolean[];
+  mesh!: Mesh;
+
+  constructor(readonly rank: number, readonly size: number, readonly log: Logger) {
+    this.unexpected = new Array(size).fill(0);
+    this.paused = new Array(size).fill(false);
+  }
+
+  private slot(comm: string, src: number, tag: number): Slot {
+    const key = `${comm}\u0000${src}\u0000${tag}`;
+    let s = this.slots.get(key);
+    if (!s) {
+      s = { msgs: [], waiters: [] };
+      this.slots.set(key, s);
+    }
+    return s;
+  }
+
+  private tidySlot(comm: string, src: number, tag: number, s: Slot): void {
+    if (s.msgs.length === 0 && s.waiters.length === 0) this.slots.delete(`${comm}\u0000${src}\u0000${tag}`);
+  }
+
+  private deliver(w: Waiter, m: Incoming): void {
+    if (w.timer) clearTimeout(w.timer);
+    try {
+      w.resolve(this.toMessage(w, m));
+    } catch (e) {
+      w.reject(e as Error);
+    }
+  }
+
+  private toMessage(w: Waiter, m: Incoming): Message {
+    const n = m.bytes.byteLength / elementBytes(m.dtype);
+    if (w.into) {
+      const want = w.into;
+      if (view(m.dtype, new Uint8Array(0)).constructor !== want.constructor) {
+        throw new CommUsageError(`${w.op}: received ${dtypeName(m.dtype)} data from rank ${w.src} into a ${want.constructor.name}`);
+      }
+      if (want.length < n) throw new CommUsageError(`${w.op}: message of ${n} elements from rank ${w.src} does not fit a buffer of ${want.length}`);
+      const wb = bytesOf(want);
+      if (wb.buffer !== m.bytes.buffer || wb.byteOffset !== m.bytes.byteOffset) wb.set(m.bytes);
+      return { data: want.subarray(0, n) as Buf, meta: m.meta };
+    }
+    return { data: view(m.dtype, m.bytes), meta: m.meta };
+  }
+
+  private account(peer: number, delta: number): void {
+    this.unexpected[peer]! += delta;
+    const c = this.mesh?.conns[peer];
+    if (!c) return;
+    if (!this.paused[peer] && this.unexpected[peer]! > UNEXPECTED_LIMIT) {
+      this.paused[peer] = true;
+      c.pause();
+    } else if (this.paused[peer] && this.unexpected[peer]! < UNEXPECTED_LIMIT / 2) {
+      this.paused[peer] = false;
+      c.resume();
+    }
+  }
+
+  onData(peer: number, f: DataFrame, payload: Uint8Array): void {
+    const s = this.slot(f.comm, peer, f.tag);
+    const w = s.waiters.shift();
+    const m: Incoming = { dtype: f.dtype, bytes: payload, meta: f.meta, complete: true };
+    if (w) {
+      this.deliver(w, m);
+      this.tidySlot(f.comm, peer, f.tag, s);
+    } else {
+      s.msgs.push(m);
+      this.account(peer, payload.byteLength);
+    }
+  }
+
+  onChunkedBegin(peer: number, f: DataFrame): Uint8Array {
+    const s = this.slot(f.comm, peer, f.tag);
+    const w = s.waiters[0];
+    const n = f.bytes / elementBytes(f.dtype);
+    // Write straight into the posted buffer when it fits, sparing a copy of a large message.
+    const direct = w?.into && w.into.constructor === alloc(f.dtype, 0).constructor && w.into.length >= n;
+    const bytes = direct ? bytesOf(w!.into!).subarray(0, f.bytes) : new Uint8Array(f.bytes);
+    const m: Incoming = { dtype: f.dtype, bytes, meta: f.meta, complete: false };
+    if (w) {
+      s.waiters.shift();
+      m.waiter = w;
+    } else this.account(peer, f.bytes);
+    s.msgs.push(m);
+    return bytes;
+  }
+
+  onChunkedEnd(peer: number, f: DataFrame, filled: Uint8Array): void {
+    const s = this.slot(f.comm, peer, f.tag);
+    const m = s.msgs.find((x) => !x.complete && x.bytes === filled);
+    if (!m) return;
+    m.complete = true;
+    if (m.waiter) {
+      s.msgs.splice(s.msgs.indexOf(m), 1);
+      this.deliver(m.waiter, m);
+      this.tidySlot(f.comm, peer, f.tag, s);
+    }
+  }
+
+  onLostNotice(from: number, rank: number, reason: string): void {
+    this.markLost(rank, `reported by rank ${from}: ${reason}`);
+  }
+
+  /** Records a lost rank, tells every other live rank, and fails every operation that needs it. */
+  markLost(rank: number, reason: string): void {
+    if (this.lost.has(rank) || rank === this.rank) return;
+    this.lost.set(rank, reason);
+    this.log.error(`rank ${rank} lost: ${reason}`);
+    this.mesh?.conns.forEach((c, r) => {
+      if (c && !c.closed && r !== rank) c.sendControl({ kind: Kind.Lost, rank, reason });
+    });
+    for (const [key, s] of this.slots) {
+      const keep: Waiter[] = [];
+      for (const w of s.waiters) {
+        if (w.group.includes(rank)) {
+          if (w.timer) clearTimeout(w.timer);
+          w.reject(new PeerLostError(rank, w.op, reason));
+        } else keep.push(w);
+      }
+      s.waiters = keep;
+      for (const m of s.msgs) {
+        if (m.waiter && m.waiter.group.includes(rank) && !m.complete) {
+          if (m.waiter.timer) clearTimeout(m.waiter.timer);
+          m.waiter.reject(new PeerLostError(rank, m.waiter.op, reason));
+          m.waiter = undefined;
+        }
+      }
+      if (s.waiters.length === 0 && s.msgs.length === 0) this.slots.delete(key);
+    }
+  }
+
+  /** Throws if any rank of a group is lost. */
+  checkAlive(group: readonly number[], op: string): void {
+    for (const r of group) {
+      const why = this.lost.get(r);
+      if (why != null) throw new PeerLostError(r, op, why);
+    }
+  }
+
+  /** Posts a receive from world rank `src`; resolves with the next matching message. */
+  recv(comm: string, group: readonly number[], src: number, tag: number, into: Buf | undefined, op: string, timeoutMs: number): Promise<Message> {
+    return new Promise((resolve, reject) => {
+      const w: Waiter = { into, group, op, src, resolve, reject };
+      try {
+        this.checkAlive(group, op);
+      } catch (e) {
+        return reject(e);
+      }
+      const s = this.slot(comm, src, tag);
+      // The oldest message not yet promised to an earlier receive (messages keep their order).
+      const m = s.msgs.find((x) => !x.waiter);
+      if (m) {
+        if (m.complete) {
+          s.msgs.splice(s.msgs.indexOf(m), 1);
+          this.account(src, -m.bytes.byteLength);
+          this.deliver(w, m);
+          this.tidySlot(comm, src, tag, s);
+        } else {
+          m.waiter = w;
+          this.account(src, -m.bytes.byteLength);
+        }
+      } else s.waiters.push(w);
+      if (Number.isFinite(timeoutMs)) {
+        w.timer = setTimeout(() => {
+          const i = s.waiters.indexOf(w);
+          if (i >= 0) s.waiters.splice(i, 1);
+          for (const x of s.msgs) if (x.waiter === w) x.waiter = undefined;
+          reject(new CommTimeoutError(op, timeoutMs));
+        }, timeoutMs);
+        w.timer.unref?.();
+      }
+    });
+  }
+
+  /** Sends to world rank `dst`; resolves once the buffer may be reused. */
+  async send(comm: string, group: readonly number[], dst: number, tag: number, buf: Buf, dtype: number, meta: unknown, op: string, timeoutMs: number): Promise<void> {
+    this.checkAlive(group, op);
+    if (dst === this.rank) {
+      // To oneself: a copy, delivered as if it had arrived.
+      const copy = new Uint8Array(bytesOf(buf));
+      this.onData(dst, { kind: Kind.Data, comm, tag, dtype, bytes: copy.byteLength, chunks: 0, meta, payload: copy }, copy);
+      return;
+    }
+    const c = this.mesh.conns[dst];
+    if (!c || c.closed) throw new PeerLostError(dst, op, this.lost.get(dst) ?? 'no connection');
+    const sending = c.sendData(comm, tag, dtype, bytesOf(buf), meta).catch((e: Error) => {
+      throw this.lost.has(dst) ? new PeerLostError(dst, op, this.lost.get(dst)!) : new PeerLostError(dst, op, e.message);
+    });
+    if (!Number.isFinite(timeoutMs)) return sending;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        sending,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new CommTimeoutError(op, timeoutMs)), timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

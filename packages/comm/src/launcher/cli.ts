@@ -1,0 +1,43 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { launch } from './launch.js';
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+const program = new Command('hpdl').description('hpdl command-line tools').enablePositionalOptions();
+
+program
+  .command('launch')
+  .description('start N local processes of a script as the ranks of one job')
+  .requiredOption('-n, --nprocs <N>', 'number of processes', positiveInt)
+  .option('--master-addr <host>', 'rendezvous host', '127.0.0.1')
+  .option('--master-port <port>', 'rendezvous port (default: a free one)', positiveInt)
+  .option('--gpu-per-rank', 'set CUDA_VISIBLE_DEVICES to each local rank (one GPU per rank)')
+  .option('--no-prefix', 'do not prefix output lines with the rank')
+  .option('--grace <ms>', 'milliseconds between SIGTERM and SIGKILL when stopping ranks', positiveInt, 5000)
+  .option('--node-arg <arg...>', 'Node.js options for every rank')
+  .argument('<script>', 'the script every rank runs')
+  .argument('[args...]', 'arguments for the script')
+  .passThroughOptions()
+  .action(async (script: string, args: string[], opts) => {
+    const r = await launch({
+      nprocs: opts.nprocs,
+      script,
+      args,
+      masterAddr: opts.masterAddr,
+      masterPort: opts.masterPort,
+      gpuPerRank: opts.gpuPerRank,
+      prefix: opts.prefix,
+      graceMs: opts.grace,
+      nodeArgs: opts.nodeArg,
+    });
+    process.exitCode = r.code;
+  });
+
+program.parseAsync(process.argv).catch((e: Error) => {
+  process.stderr.write(`hpdl: ${e.message}\n`);
+  process.exitCode = 2;
+});

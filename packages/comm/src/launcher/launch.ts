@@ -1,0 +1,148 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+import { CommUsageError } from '../errors.js';
+
+/** Options of `launch` (and of `hpdl launch`). */
+export interface LaunchOptions {
+  /** Number of processes. */
+  nprocs: number;
+  /** The script each process runs. */
+  script: string;
+  /** Arguments after the script. */
+  args?: string[];
+  /** Rendezvous host (default 127.0.0.1). */
+  masterAddr?: string;
+  /** Rendezvous port (default: a free one). */
+  masterPort?: number;
+  /** Give each local rank its own GPU: CUDA_VISIBLE_DEVICES = local rank (for tfjs-node-gpu). */
+  gpuPerRank?: boolean;
+  /** Prefix every output line with the rank (default true). */
+  prefix?: boolean;
+  /** Milliseconds between SIGTERM and SIGKILL when stopping ranks (default 5000). */
+  graceMs?: number;
+  /** Extra environment for every rank. */
+  env?: Record<string, string>;
+  /** Node.js options placed before the script (e.g. --max-old-space-size=8192). */
+  nodeArgs?: string[];
+  /** Where prefixed output goes (default: this process's stdout and stderr). */
+  out?: (line: string) => void;
+  err?: (line: string) => void;
+}
+
+/** How a launched job ended. */
+export interface LaunchResult {
+  /** 0 if every rank exited 0; otherwise non-zero. */
+  code: number;
+  /** The rank that failed first, and how. */
+  firstFailure: { rank: number; code: number | null; signal: NodeJS.Signals | null } | null;
+  /** Each rank's exit code (null if killed by a signal). */
+  codes: (number | null)[];
+}
+
+/** A TCP port that was free a moment ago on `host`. */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `nprocs` local processes of one script with the environment of a job (RANK, WORLD_SIZE,
+ * LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, HPDL_JOB_TOKEN), prefixes their output
+ * with their rank, forwards SIGINT and SIGTERM, and when one rank fails stops the others.
+ */
+export async function launch(o: LaunchOptions): Promise<LaunchResult> {
+  if (!Number.isInteger(o.nprocs) || o.nprocs < 1) throw new CommUsageError(`launch: the number of processes must be a positive integer, found ${o.nprocs}`);
+  const masterAddr = o.masterAddr ?? '127.0.0.1';
+  const masterPort = o.masterPort ?? (await freePort(masterAddr));
+  const token = randomBytes(32).toString('hex');
+  const graceMs = o.graceMs ?? 5000;
+  const out = o.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const err = o.err ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const prefix = o.prefix ?? true;
+  const width = String(o.nprocs - 1).length;
+
+  const children: ChildProcess[] = [];
+  const codes: (number | null)[] = new Array(o.nprocs).fill(null);
+  let firstFailure: LaunchResult['firstFailure'] = null;
+  let stopping = false;
+  let killTimer: NodeJS.Timeout | undefined;
+
+  const stopAll = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    for (const c of children) if (c.exitCode == null && c.signalCode == null) c.kill(signal);
+    killTimer = setTimeout(() => {
+      for (const c of children) if (c.exitCode == null && c.signalCode == null) c.kill('SIGKILL');
+    }, graceMs);
+    killTimer.unref();
+  };
+
+  const forward = (sig: NodeJS.Signals) => () => {
+    err(`hpdl launch: received ${sig}, forwarding it to ${o.nprocs} rank(s)`);
+    stopAll(sig);
+  };
+  const onInt = forward('SIGINT');
+  const onTerm = forward('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+
+  const exits: Promise<void>[] = [];
+  for (let rank = 0; rank < o.nprocs; rank++) {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...o.env,
+      RANK: String(rank),
+      WORLD_SIZE: String(o.nprocs),
+      LOCAL_RANK: String(rank),
+      LOCAL_WORLD_SIZE: String(o.nprocs),
+      MASTER_ADDR: masterAddr,
+      MASTER_PORT: String(masterPort),
+      HPDL_JOB_TOKEN: token,
+    };
+    if (o.gpuPerRank) env.CUDA_VISIBLE_DEVICES = String(rank);
+    const child = spawn(process.execPath, [...(o.nodeArgs ?? []), o.script, ...(o.args ?? [])], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    const tag = prefix ? `[${String(rank).padStart(width)}] ` : '';
+    createInterface({ input: child.stdout! }).on('line', (l) => out(tag + l));
+    createInterface({ input: child.stderr! }).on('line', (l) => err(tag + l));
+    exits.push(
+      new Promise((resolve) => {
+        child.once('error', (e) => {
+          err(`hpdl launch: rank ${rank} could not start: ${e.message}`);
+          if (!firstFailure) firstFailure = { rank, code: null, signal: null };
+          stopAll('SIGTERM');
+          resolve();
+        });
+        child.once('exit', (code, signal) => {
+          codes[rank] = code;
+          const failed = code !== 0;
+          if (failed && !firstFailure && !stopping) {
+            firstFailure = { rank, code, signal };
+            err(`hpdl launch: rank ${rank} failed first (${signal ? `killed by ${signal}` : `exit code ${code}`}); stopping the other ranks`);
+            stopAll('SIGTERM');
+          }
+          // Wait for the output pipes to drain before counting the rank as done.
+          let open = 2;
+          const done = () => --open === 0 && resolve();
+          if (child.stdout!.readableEnded) done(); else child.stdout!.once('end', done);
+          if (child.stderr!.readableEnded) done(); else child.stderr!.once('end', done);
+        });
+      }),
+    );
+  }
+  await Promise.all(exits);
+  clearTimeout(killTimer);
+  process.off('SIGINT', onInt);
+  process.off('SIGTERM', onTerm);
+  const code = firstFailure ? ((firstFailure as { code: number | null }).code || 1) : codes.every((c) => c === 0) ? 0 : 1;
+  return { code, firstFailure, codes };
+}
