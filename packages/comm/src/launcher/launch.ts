@@ -95,6 +95,23 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
 
+  // Exit events arrive in the order the children are reaped, not the order they died: when ranks
+  // fail together (one killed, the others failing because it was lost), gather them for a moment
+  // and blame a rank killed by a signal before ranks that exited with an error.
+  const SETTLE_MS = 250;
+  const failures: NonNullable<LaunchResult['firstFailure']>[] = [];
+  let settleTimer: NodeJS.Timeout | undefined;
+  const noteFailure = (f: NonNullable<LaunchResult['firstFailure']>) => {
+    failures.push(f);
+    if (settleTimer) return;
+    settleTimer = setTimeout(() => {
+      const first = failures.find((x) => x.signal != null) ?? failures[0]!;
+      firstFailure = first;
+      err(`hpdl launch: rank ${first.rank} failed first (${first.signal ? `killed by ${first.signal}` : `exit code ${first.code}`}); stopping the other ranks`);
+      stopAll('SIGTERM');
+    }, SETTLE_MS);
+  };
+
   const exits: Promise<void>[] = [];
   for (let rank = 0; rank < o.nprocs; rank++) {
     const env: NodeJS.ProcessEnv = {
@@ -118,18 +135,12 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
       new Promise((resolve) => {
         child.once('error', (e) => {
           err(`hpdl launch: rank ${rank} could not start: ${e.message}`);
-          if (!firstFailure) firstFailure = { rank, code: null, signal: null };
-          stopAll('SIGTERM');
+          noteFailure({ rank, code: null, signal: null });
           resolve();
         });
         child.once('exit', (code, signal) => {
           codes[rank] = code;
-          const failed = code !== 0;
-          if (failed && !firstFailure && !stopping) {
-            firstFailure = { rank, code, signal };
-            err(`hpdl launch: rank ${rank} failed first (${signal ? `killed by ${signal}` : `exit code ${code}`}); stopping the other ranks`);
-            stopAll('SIGTERM');
-          }
+          if (code !== 0 && !stopping) noteFailure({ rank, code, signal });
           // Wait for the output pipes to drain before counting the rank as done.
           let open = 2;
           const done = () => --open === 0 && resolve();
@@ -140,6 +151,12 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     );
   }
   await Promise.all(exits);
+  if (settleTimer && !firstFailure) {
+    // Everyone exited within the settling window: decide now.
+    clearTimeout(settleTimer);
+    firstFailure = failures.find((x) => x.signal != null) ?? failures[0]!;
+    err(`hpdl launch: rank ${firstFailure.rank} failed first (${firstFailure.signal ? `killed by ${firstFailure.signal}` : `exit code ${firstFailure.code}`})`);
+  }
   clearTimeout(killTimer);
   process.off('SIGINT', onInt);
   process.off('SIGTERM', onTerm);
