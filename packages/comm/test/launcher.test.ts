@@ -1,0 +1,49 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { runJob, fixture } from './helpers.js';
+
+const cli = join(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
+
+describe('hpdl launch', () => {
+  it('starts N ranks with the job environment and prefixes their output with the rank', async () => {
+    const r = await runJob('echo.mjs', 3, { gpuPerRank: true });
+    expect(r.code).toBe(0);
+    for (const rank of [0, 1, 2]) {
+      expect(r.out).toContain(`[${rank}] rank=${rank} size=3 local=${rank} cuda=${rank} token=64 port=${r.out[0]!.split('port=')[1]}`);
+      expect(r.err).toContain(`[${rank}] stderr line from ${rank}`);
+    }
+  });
+
+  it('stops the other ranks when one fails and exits non-zero naming it', async () => {
+    const t0 = Date.now();
+    const r = await runJob('echo.mjs', 3, { args: ['fail'] });
+    expect(r.code).toBe(3);
+    expect(r.firstFailure).toMatchObject({ rank: 1, code: 3 });
+    expect(r.err.join('\n')).toMatch(/rank 1 failed first \(exit code 3\); stopping the other ranks/);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('runs as a command: --help, bad options, and forwarding SIGINT to the ranks', async () => {
+    const help = spawnSync(process.execPath, [cli, 'launch', '--help'], { encoding: 'utf8' });
+    expect(help.stdout).toMatch(/-n, --nprocs <N>/);
+    const bad = spawnSync(process.execPath, [cli, 'launch', '-n', 'zero', fixture('echo.mjs')], { encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/expected a positive integer/);
+
+    const p = spawn(process.execPath, [cli, 'launch', '-n', '2', fixture('echo.mjs'), 'wait'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => {
+      out += d;
+      if ((out.match(/waiting/g) ?? []).length === 2) p.kill('SIGINT');
+    });
+    p.stderr.on('data', (d) => (err += d));
+    const code = await new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+    expect(out).toMatch(/\[0\] rank 0 got SIGINT/);
+    expect(out).toMatch(/\[1\] rank 1 got SIGINT/);
+    expect(err).toMatch(/received SIGINT, forwarding it to 2 rank\(s\)/);
+    expect(code).not.toBe(0);
+  });
+});
