@@ -179,10 +179,8 @@ export class Engine implements Sink {
 
   /** Throws if any rank of a group is lost. */
   checkAlive(group: readonly number[], op: string): void {
-    for (const r of group) {
-      const why = this.lost.get(r);
-      if (why != null) throw new PeerLostError(r, op, why);
-    }
+    // In the order ranks were lost: the first is the cause, later ones often its consequence.
+    for (const [r, why] of this.lost) if (group.includes(r)) throw new PeerLostError(r, op, why);
   }
 
   /** Posts a receive from world rank `src`; resolves with the next matching message. */
