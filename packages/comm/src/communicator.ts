@@ -4,6 +4,8 @@ import { alloc, dtypeCode, dtypeName, type Buf } from './dtypes.js';
 import type { Engine, Message } from './engine.js';
 import { CollectiveMismatchError, CommUsageError } from './errors.js';
 
+const DONE: Promise<void> = Promise.resolve();
+
 /** Per-call options. */
 export interface OpOptions {
   /** Fail with CommTimeoutError after this many milliseconds (default: the communicator's). */
@@ -117,7 +119,12 @@ export class Communicator {
 
   /** Sends a typed array; resolves when the buffer may be reused. */
   send(buf: Buf, dst: number, tag = 0, o?: OpOptions): Promise<void> {
-    return this.isend(buf, dst, tag, undefined, o).wait();
+    try {
+      const op = `send to rank ${dst} (tag ${tag})`;
+      return this.engine.send(this.id, this.group, this.peer(dst, 'destination', op), this.userTag(tag, op), buf, dtypeCode(buf), undefined, op, this.timeout(o)) ?? DONE;
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Non-blocking receive of the next message from `src` with `tag`, with its header object. */
@@ -135,7 +142,12 @@ export class Communicator {
 
   /** Receives the next message from `src` with `tag`. */
   recv(src: number, tag = 0, into?: Buf, o?: OpOptions): Promise<Buf> {
-    return this.irecv(src, tag, into, o).wait();
+    try {
+      const op = `recv from rank ${src} (tag ${tag})`;
+      return this.engine.recv(this.id, this.group, this.peer(src, 'source', op), this.userTag(tag, op), into, op, this.timeout(o), true) as Promise<never>;
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Receives the next message and its header object. */
@@ -165,8 +177,8 @@ export class Communicator {
     const ch: algo.Channel = {
       rank: this.rank,
       size: this.size,
-      send: (dst, buf) => this.engine.send(this.id, this.group, this.group[dst]!, tag, buf, dtypeCode(buf), undefined, op, timeoutMs),
-      recv: async (src, into) => (await this.engine.recv(this.id, this.group, this.group[src]!, tag, into, op, timeoutMs)).data,
+      send: async (dst, buf) => this.engine.send(this.id, this.group, this.group[dst]!, tag, buf, dtypeCode(buf), undefined, op, timeoutMs),
+      recv: (src, into) => this.engine.recv(this.id, this.group, this.group[src]!, tag, into, op, timeoutMs, true) as Promise<never>,
     };
     if (this.settings.debug && this.size > 1) await this.agree(ch, op, [name, ...fingerprint]);
     return body(ch);

@@ -45,3 +45,8 @@ export function bytesOf(b: Buf): Uint8Array {
 export function dtypeName(code: number): string {
   return DTYPES[code] ?? `code ${code}`;
 }
+
+/** The typed-array class of a wire code. */
+export function ctorOf(code: number): (typeof CTORS)[number] {
+  return CTORS[code]!;
+}

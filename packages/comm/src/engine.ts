@@ -1,5 +1,5 @@
 import { CommTimeoutError, CommUsageError, PeerLostError } from './errors.js';
-import { alloc, bytesOf, dtypeName, elementBytes, view, type Buf } from './dtypes.js';
+import { bytesOf, ctorOf, dtypeName, elementBytes, view, type Buf } from './dtypes.js';
 import type { Logger } from './log.js';
 import type { Sink } from './transport/connection.js';
 import { Kind, type DataFrame } from './transport/frame.js';
@@ -26,7 +26,11 @@ interface Waiter {
   src: number;
   resolve(m: Message): void;
   reject(e: Error): void;
-  timer?: NodeJS.Timeout;
+  /** Resolve with the data alone (plain recv), sparing the caller a promise hop. */
+  dataOnly?: boolean;
+  settled?: boolean;
+  deadline?: number;
+  timeoutMs?: number;
 }
 
 interface Slot {
@@ -68,19 +72,20 @@ export class Engine implements Sink {
   }
 
   private deliver(w: Waiter, m: Incoming): void {
-    if (w.timer) clearTimeout(w.timer);
+    let msg: Message;
     try {
-      w.resolve(this.toMessage(w, m));
+      msg = this.toMessage(w, m);
     } catch (e) {
-      w.reject(e as Error);
+      return this.settle(w, e as Error);
     }
+    this.settle(w, null, msg);
   }
 
   private toMessage(w: Waiter, m: Incoming): Message {
     const n = m.bytes.byteLength / elementBytes(m.dtype);
     if (w.into) {
       const want = w.into;
-      if (view(m.dtype, new Uint8Array(0)).constructor !== want.constructor) {
+      if (ctorOf(m.dtype) !== want.constructor) {
         throw new CommUsageError(`${w.op}: received ${dtypeName(m.dtype)} data from rank ${w.src} into a ${want.constructor.name}`);
       }
       if (want.length < n) throw new CommUsageError(`${w.op}: message of ${n} elements from rank ${w.src} does not fit a buffer of ${want.length}`);
@@ -122,7 +127,7 @@ export class Engine implements Sink {
     const w = s.waiters[0];
     const n = f.bytes / elementBytes(f.dtype);
     // Write straight into the posted buffer when it fits, sparing a copy of a large message.
-    const direct = w?.into && w.into.constructor === alloc(f.dtype, 0).constructor && w.into.length >= n;
+    const direct = w?.into && w.into.constructor === ctorOf(f.dtype) && w.into.length >= n;
     const bytes = direct ? bytesOf(w!.into!).subarray(0, f.bytes) : new Uint8Array(f.bytes);
     const m: Incoming = { dtype: f.dtype, bytes, meta: f.meta, complete: false };
     if (w) {
@@ -160,16 +165,13 @@ export class Engine implements Sink {
     for (const [key, s] of this.slots) {
       const keep: Waiter[] = [];
       for (const w of s.waiters) {
-        if (w.group.includes(rank)) {
-          if (w.timer) clearTimeout(w.timer);
-          w.reject(new PeerLostError(rank, w.op, reason));
-        } else keep.push(w);
+        if (w.group.includes(rank)) this.settle(w, new PeerLostError(rank, w.op, reason));
+        else keep.push(w);
       }
       s.waiters = keep;
       for (const m of s.msgs) {
         if (m.waiter && m.waiter.group.includes(rank) && !m.complete) {
-          if (m.waiter.timer) clearTimeout(m.waiter.timer);
-          m.waiter.reject(new PeerLostError(rank, m.waiter.op, reason));
+          this.settle(m.waiter, new PeerLostError(rank, m.waiter.op, reason));
           m.waiter = undefined;
         }
       }
@@ -184,9 +186,9 @@ export class Engine implements Sink {
   }
 
   /** Posts a receive from world rank `src`; resolves with the next matching message. */
-  recv(comm: string, group: readonly number[], src: number, tag: number, into: Buf | undefined, op: string, timeoutMs: number): Promise<Message> {
+  recv(comm: string, group: readonly number[], src: number, tag: number, into: Buf | undefined, op: string, timeoutMs: number, dataOnly = false): Promise<Message> {
     return new Promise((resolve, reject) => {
-      const w: Waiter = { into, group, op, src, resolve, reject };
+      const w: Waiter = { into, group, op, src, resolve, reject, dataOnly };
       try {
         this.checkAlive(group, op);
       } catch (e) {
@@ -195,54 +197,91 @@ export class Engine implements Sink {
       const s = this.slot(comm, src, tag);
       // The oldest message not yet promised to an earlier receive (messages keep their order).
       const m = s.msgs.find((x) => !x.waiter);
+      if (m && m.complete) {
+        s.msgs.splice(s.msgs.indexOf(m), 1);
+        this.account(src, -m.bytes.byteLength);
+        this.deliver(w, m);
+        this.tidySlot(comm, src, tag, s);
+        return;
+      }
       if (m) {
-        if (m.complete) {
-          s.msgs.splice(s.msgs.indexOf(m), 1);
-          this.account(src, -m.bytes.byteLength);
-          this.deliver(w, m);
-          this.tidySlot(comm, src, tag, s);
-        } else {
-          m.waiter = w;
-          this.account(src, -m.bytes.byteLength);
-        }
+        m.waiter = w;
+        this.account(src, -m.bytes.byteLength);
       } else s.waiters.push(w);
       if (Number.isFinite(timeoutMs)) {
-        w.timer = setTimeout(() => {
-          const i = s.waiters.indexOf(w);
-          if (i >= 0) s.waiters.splice(i, 1);
-          for (const x of s.msgs) if (x.waiter === w) x.waiter = undefined;
-          reject(new CommTimeoutError(op, timeoutMs));
-        }, timeoutMs);
-        w.timer.unref?.();
+        w.deadline = Date.now() + timeoutMs;
+        w.timeoutMs = timeoutMs;
+        if (!this.sweepTimer) this.armSweep();
       }
     });
   }
 
-  /** Sends to world rank `dst`; resolves once the buffer may be reused. */
-  async send(comm: string, group: readonly number[], dst: number, tag: number, buf: Buf, dtype: number, meta: unknown, op: string, timeoutMs: number): Promise<void> {
+  // One periodic sweep over the receives still waiting enforces their timeouts: a timer, or even a
+  // set entry, per message cost more than the message on the loopback benchmark.
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private armSweep(): void {
+    this.sweepTimer = setInterval(() => {
+      const now = Date.now();
+      let waiting = 0;
+      for (const s of this.slots.values()) {
+        for (const w of [...s.waiters]) {
+          if (w.deadline == null) continue;
+          if (now < w.deadline) {
+            waiting++;
+            continue;
+          }
+          s.waiters.splice(s.waiters.indexOf(w), 1);
+          this.settle(w, new CommTimeoutError(w.op, w.timeoutMs!));
+        }
+        for (const m of s.msgs) {
+          const w = m.waiter;
+          if (!w || w.deadline == null) continue;
+          if (now < w.deadline) {
+            waiting++;
+            continue;
+          }
+          m.waiter = undefined;
+          this.settle(w, new CommTimeoutError(w.op, w.timeoutMs!));
+        }
+      }
+      if (waiting === 0) {
+        clearInterval(this.sweepTimer!);
+        this.sweepTimer = null;
+      }
+    }, 50);
+    this.sweepTimer.unref();
+  }
+
+  private settle(w: Waiter, e: Error | null, m?: Message): void {
+    if (w.settled) return;
+    w.settled = true;
+    if (e) w.reject(e);
+    else w.resolve(w.dataOnly ? (m!.data as never) : m!);
+  }
+
+  /** Sends to world rank `dst`; resolves once the buffer may be reused (undefined: it already may). */
+  send(comm: string, group: readonly number[], dst: number, tag: number, buf: Buf, dtype: number, meta: unknown, op: string, timeoutMs: number): Promise<void> | undefined {
     this.checkAlive(group, op);
     if (dst === this.rank) {
       // To oneself: a copy, delivered as if it had arrived.
       const copy = new Uint8Array(bytesOf(buf));
       this.onData(dst, { kind: Kind.Data, comm, tag, dtype, bytes: copy.byteLength, chunks: 0, meta, payload: copy }, copy);
-      return;
+      return undefined;
     }
     const c = this.mesh.conns[dst];
     if (!c || c.closed) throw new PeerLostError(dst, op, this.lost.get(dst) ?? 'no connection');
-    const sending = c.sendData(comm, tag, dtype, bytesOf(buf), meta).catch((e: Error) => {
+    const started = c.sendData(comm, tag, dtype, bytesOf(buf), meta);
+    if (started == null) return undefined; // sent inline: nothing can block any more
+    const sending = started.catch((e: Error) => {
       throw this.lost.has(dst) ? new PeerLostError(dst, op, this.lost.get(dst)!) : new PeerLostError(dst, op, e.message);
     });
     if (!Number.isFinite(timeoutMs)) return sending;
     let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        sending,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new CommTimeoutError(op, timeoutMs)), timeoutMs);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return Promise.race([
+      sending,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new CommTimeoutError(op, timeoutMs)), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
   }
 }

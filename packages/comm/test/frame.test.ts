@@ -1,7 +1,16 @@
+import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { decodeFrame, encodeControl, encodeData, ProtocolError } from '../src/index.js';
 
 const MAX = 1 << 20;
+
+/** A frame with any msgpack header, bypassing the encoder's canonical form. */
+function rawFrame(header: unknown[]): Buffer {
+  const h = new Packr({ useRecords: false, useBigIntExtension: true } as never).pack(header);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(h.length);
+  return Buffer.concat([len, h]);
+}
 
 // A small deterministic generator, so that a failure can be replayed.
 function rng(seed: number) {
@@ -39,7 +48,8 @@ describe('frame codec', () => {
       [encodeData('w', 1, 0, 8, 0, undefined, new Uint8Array(4)), /declares 8 bytes in 0 chunks but carries 4/],
       [encodeData('w', 1, 0, 2 * MAX, 3, undefined), /exceeds the limit/],
       [encodeData('w', 1, 9, 4, 0, undefined, new Uint8Array(4)), /malformed data frame/],
-      [encodeData('w', 1.5, 0, 0, 0, undefined), /malformed data frame/],
+      [rawFrame([0, 'w', 1.5, 0, 0, 0]), /malformed data frame/],
+      [rawFrame([0, 'w', 1, 0, 2n ** 60n, 0]), /malformed data frame/],
       [Buffer.from([2, 0, 0, 0, 0x91, 0x63]), /unknown frame kind 99/],
       [Buffer.from([200, 0, 0, 0, 1]), /header length 200 is invalid/],
       [Buffer.from([1, 0]), /shorter than its 4-byte header length/],

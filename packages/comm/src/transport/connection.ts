@@ -2,7 +2,8 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type WebSocket from 'ws';
 import { ProtocolError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { decodeFrame, encodeControl, encodeData, Kind, type DataFrame, type Frame } from './frame.js';
+import type { Socket } from 'node:net';
+import { decodeFrame, encodeControl, encodeData, Kind, wsFrame, wsHeader, type DataFrame, type Frame } from './frame.js';
 
 /** What a connection hands its frames to. */
 export interface Sink {
@@ -21,6 +22,8 @@ export interface ConnectionOptions {
   rank: number;
   token: string;
   maxMessageBytes: number;
+  /** Payloads up to this size are copied into their frame; larger ones go as raw chunks. */
+  inlineBytes: number;
   chunkBytes: number;
   highWaterBytes: number;
   heartbeatMs: number;
@@ -48,6 +51,8 @@ export class Connection {
   authenticated = false;
   closed = false;
   private lastSeen = Date.now();
+  // Set on every message and folded into lastSeen by the heartbeat timer: no clock read per message.
+  private heard = false;
   private readonly nonce = randomBytes(16).toString('hex');
   private chunked: { f: DataFrame; dest: Uint8Array; filled: number; left: number } | null = null;
   private pendingBytes = 0;
@@ -81,6 +86,10 @@ export class Connection {
   private startHeartbeat(): void {
     const { heartbeatMs, peerTimeoutMs } = this.opts;
     this.timer = setInterval(() => {
+      if (this.heard) {
+        this.heard = false;
+        this.lastSeen = Date.now();
+      }
       if (Date.now() - this.lastSeen > peerTimeoutMs) {
         this.die(`no message or heartbeat for ${Date.now() - this.lastSeen} ms (limit ${peerTimeoutMs} ms)`);
         this.ws.terminate();
@@ -109,7 +118,7 @@ export class Connection {
   }
 
   private receive(data: Buffer, isBinary: boolean): void {
-    this.lastSeen = Date.now();
+    this.heard = true;
     if (this.chunked) {
       const c = this.chunked;
       if (data.byteLength > c.left) {
@@ -171,18 +180,44 @@ export class Connection {
     this.onAuthenticated();
   }
 
-  /** Sends one frame without queueing (handshake, small control). */
-  sendRaw(buf: Uint8Array, cb?: (err?: Error) => void): void {
-    if (this.closed) {
-      cb?.(new ProtocolError('connection is closed'));
-      return;
-    }
-    this.pendingBytes += buf.byteLength;
-    this.ws.send(buf, { binary: true, compress: false }, (err) => {
-      this.pendingBytes -= buf.byteLength;
+  /** The WebSocket's TCP socket, written to directly (one write per frame). */
+  private get socket(): Socket {
+    return (this.ws as unknown as { _socket: Socket })._socket;
+  }
+
+  private afterWrite(n: number, cb?: (err?: Error) => void) {
+    return (err?: Error | null) => {
+      this.pendingBytes -= n;
       if (this.pendingBytes < this.opts.highWaterBytes) for (const w of this.drainWaiters.splice(0)) w();
       cb?.(err ?? undefined);
-    });
+    };
+  }
+
+  private writable(cb?: (err?: Error) => void): boolean {
+    if (this.closed || this.ws.readyState !== 1) {
+      cb?.(new ProtocolError('connection is closed'));
+      return false;
+    }
+    return true;
+  }
+
+  /** Sends one encoded frame (from encodeData/encodeControl) as one WebSocket message, in one write. */
+  sendRaw(encoded: Buffer, cb?: (err?: Error) => void): void {
+    if (!this.writable(cb)) return;
+    const whole = wsFrame(encoded, this.side === 'client');
+    this.pendingBytes += whole.byteLength;
+    this.socket.write(whole, this.afterWrite(whole.byteLength, cb));
+  }
+
+  /** Sends raw payload bytes as one WebSocket message, straight from the caller's memory. */
+  private sendChunk(bytes: Uint8Array, cb?: (err?: Error) => void): void {
+    if (!this.writable(cb)) return;
+    const sock = this.socket;
+    this.pendingBytes += bytes.byteLength;
+    sock.cork();
+    sock.write(wsHeader(bytes.byteLength, this.side === 'client'));
+    sock.write(bytes, this.afterWrite(bytes.byteLength, cb));
+    sock.uncork();
   }
 
   private waitDrain(): Promise<void> {
@@ -197,15 +232,14 @@ export class Connection {
   }
 
   /**
-   * Sends a typed-array message; resolves when its bytes have been handed to the socket (the buffer
-   * may then be reused). Large payloads go as raw chunks, never re-encoded; a slow receiver makes
+   * Sends a typed-array message; resolves when the buffer may be reused (null: it may be already). Large payloads go as raw chunks, never re-encoded; a slow receiver makes
    * this wait (backpressure) instead of growing memory.
    */
-  sendData(comm: string, tag: number, dtype: number, bytes: Uint8Array, meta: unknown): Promise<void> {
-    const { chunkBytes } = this.opts;
+  sendData(comm: string, tag: number, dtype: number, bytes: Uint8Array, meta: unknown): Promise<void> | null {
+    const { chunkBytes, inlineBytes } = this.opts;
     const run = (): Promise<void> => {
       if (this.closed) return Promise.reject(new ProtocolError('connection is closed'));
-      if (bytes.byteLength <= chunkBytes) {
+      if (bytes.byteLength <= inlineBytes) {
         return new Promise((resolve, reject) =>
           this.sendRaw(encodeData(comm, tag, dtype, bytes.byteLength, 0, meta, bytes), (e) => (e ? reject(e) : resolve())),
         );
@@ -218,13 +252,19 @@ export class Connection {
           await this.waitDrain();
           if (this.closed) throw new ProtocolError('connection is closed');
           const part = bytes.subarray(off, Math.min(off + chunkBytes, bytes.byteLength));
-          last = new Promise((resolve, reject) => this.sendRaw(part, (e) => (e ? reject(e) : resolve())));
+          last = new Promise((resolve, reject) => this.sendChunk(part, (e) => (e ? reject(e) : resolve())));
         }
         await last;
       })();
     };
     // Messages leave in order, and a chunked one leaves whole: later sends wait behind it.
-    if (this.queued === 0 && bytes.byteLength <= chunkBytes && this.pendingBytes < this.opts.highWaterBytes) return run();
+    if (this.queued === 0 && bytes.byteLength <= inlineBytes && this.pendingBytes < this.opts.highWaterBytes) {
+      // Fast path: the payload is copied into the frame, so the caller's buffer is free at once;
+      // a failed write kills the connection, which fails what depends on the peer.
+      if (this.closed || this.ws.readyState !== 1) return Promise.reject(new ProtocolError('connection is closed'));
+      this.sendRaw(encodeData(comm, tag, dtype, bytes.byteLength, 0, meta, bytes));
+      return null;
+    }
     this.queued++;
     const p = this.sendQueue.then(async () => {
       await this.waitDrain();

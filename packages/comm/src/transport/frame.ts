@@ -51,18 +51,139 @@ export interface ByeFrame { kind: Kind.Bye }
 
 export type Frame = DataFrame | LostFrame | ChallengeFrame | AuthFrame | AuthOkFrame | RegisterFrame | TableFrame | ByeFrame;
 
+/** Bytes reserved in front of every encoded frame for the WebSocket header (see wsFrame). */
+export const WS_RESERVE = 14;
+
 function frame(header: unknown[], payload?: Uint8Array): Buffer {
   const h = packr.pack(header);
-  const out = Buffer.allocUnsafe(4 + h.length + (payload?.byteLength ?? 0));
-  out.writeUInt32LE(h.length, 0);
-  h.copy(out, 4);
-  if (payload && payload.byteLength) out.set(payload, 4 + h.length);
-  return out;
+  const out = Buffer.allocUnsafe(WS_RESERVE + 4 + h.length + (payload?.byteLength ?? 0));
+  out.writeUInt32LE(h.length, WS_RESERVE);
+  h.copy(out, WS_RESERVE + 4);
+  if (payload && payload.byteLength) out.set(payload, WS_RESERVE + 4 + h.length);
+  // The frame proper; wsFrame can widen the view backwards over the reserved bytes.
+  return out.subarray(WS_RESERVE);
 }
 
-/** Encodes a data frame; pass `chunks` > 0 and no payload to announce a chunked message. */
+/** The WebSocket header of a final binary frame of `len` bytes; masked frames get an all-zero key. */
+export function wsHeader(len: number, masked: boolean, into?: Buffer, at = 0): Buffer {
+  const ext = len < 126 ? 0 : len < 65536 ? 2 : 8;
+  const size = 2 + ext + (masked ? 4 : 0);
+  const h = into ?? Buffer.allocUnsafe(size);
+  const o = into ? at - size : 0;
+  h[o] = 0x82;
+  h[o + 1] = (masked ? 0x80 : 0) | (ext === 0 ? len : ext === 2 ? 126 : 127);
+  if (ext === 2) h.writeUInt16BE(len, o + 2);
+  else if (ext === 8) h.writeBigUInt64BE(BigInt(len), o + 2);
+  if (masked) h.writeUInt32BE(0, o + 2 + ext);
+  return into ? h.subarray(o, at + len) : h;
+}
+
+/**
+ * A whole WebSocket frame around an encoded frame, built in the bytes reserved in front of it, so
+ * that it leaves in one write (ws writes header and payload separately: two system calls).
+ */
+export function wsFrame(encoded: Buffer, masked: boolean): Buffer {
+  if (encoded.byteOffset < WS_RESERVE) return Buffer.concat([wsHeader(encoded.length, masked), encoded]);
+  const whole = Buffer.from(encoded.buffer, encoded.byteOffset - WS_RESERVE, WS_RESERVE + encoded.length);
+  return wsHeader(encoded.length, masked, whole, WS_RESERVE);
+}
+
+const commCache = new Map<string, Buffer>();
+function commBytes(comm: string): Buffer {
+  let b = commCache.get(comm);
+  if (!b) {
+    b = Buffer.from(comm, 'utf8');
+    if (commCache.size > 4096) commCache.clear();
+    commCache.set(comm, b);
+  }
+  return b;
+}
+
+/**
+ * Encodes a data frame; pass `chunks` > 0 and no payload to announce a chunked message.
+ * The header is msgpack, [0, comm, tag, dtype, bytes, chunks(, meta)], written by hand in one
+ * canonical form (fixarray, fixint, str8, int32, fixint, uint32, uint32): this is the per-message
+ * hot path, and msgpackr encodes only the optional object.
+ */
 export function encodeData(comm: string, tag: number, dtype: number, bytes: number, chunks: number, meta: unknown, payload?: Uint8Array): Buffer {
-  return frame(meta === undefined ? [Kind.Data, comm, tag, dtype, bytes, chunks] : [Kind.Data, comm, tag, dtype, bytes, chunks, meta], payload);
+  const c = commBytes(comm);
+  const m = meta === undefined ? null : packr.pack(meta);
+  const hl = 1 + 1 + 2 + c.length + 5 + 1 + 5 + 5 + (m ? m.length : 0);
+  const pl = payload?.byteLength ?? 0;
+  const out = Buffer.allocUnsafe(WS_RESERVE + 4 + hl + pl);
+  let o = WS_RESERVE;
+  out.writeUInt32LE(hl, o);
+  o += 4;
+  out[o++] = m ? 0x97 : 0x96;
+  out[o++] = Kind.Data;
+  out[o++] = 0xd9; // str8
+  out[o++] = c.length;
+  c.copy(out, o);
+  o += c.length;
+  out[o++] = 0xd2; // int32
+  out.writeInt32BE(tag, o);
+  o += 4;
+  out[o++] = dtype;
+  out[o++] = 0xce; // uint32
+  out.writeUInt32BE(bytes, o);
+  o += 4;
+  out[o++] = 0xce;
+  out.writeUInt32BE(chunks, o);
+  o += 4;
+  if (m) {
+    m.copy(out, o);
+    o += m.length;
+  }
+  if (pl) out.set(payload!, o);
+  return out.subarray(WS_RESERVE);
+}
+
+// The last communicator name decoded: consecutive messages nearly always share it.
+let lastCommBytes = Buffer.alloc(0);
+let lastComm = '';
+function commName(b: Uint8Array, at: number, len: number): string {
+  if (len === lastCommBytes.length) {
+    let same = true;
+    for (let i = 0; i < len; i++) if (b[at + i] !== lastCommBytes[i]) { same = false; break; }
+    if (same) return lastComm;
+  }
+  lastCommBytes = Buffer.from(b.subarray(at, at + len));
+  lastComm = lastCommBytes.toString('utf8');
+  return lastComm;
+}
+
+/** Decodes the canonical data header written by encodeData, or returns null for anything else. */
+function fastData(buf: Uint8Array, hl: number, maxMessageBytes: number): DataFrame | null {
+  const b = buf;
+  if (!(b[4] === 0x96 || b[4] === 0x97) || b[5] !== Kind.Data || b[6] !== 0xd9) return null;
+  const cl = b[7]!;
+  let o = 8 + cl;
+  if (o + 16 > 4 + hl || b[o] !== 0xd2 || b[o + 5]! > 3 || b[o + 6] !== 0xce || b[o + 11] !== 0xce) return null;
+  const comm = commName(b, 8, cl);
+  const tag = ((b[o + 1]! << 24) | (b[o + 2]! << 16) | (b[o + 3]! << 8) | b[o + 4]!) | 0;
+  const dtype = b[o + 5]!;
+  const bytes = (b[o + 7]! * 2 ** 24 + ((b[o + 8]! << 16) | (b[o + 9]! << 8) | b[o + 10]!));
+  const chunks = (b[o + 12]! * 2 ** 24 + ((b[o + 13]! << 16) | (b[o + 14]! << 8) | b[o + 15]!));
+  o += 16;
+  let meta: unknown;
+  if (b[4] === 0x97) {
+    if (o >= 4 + hl) return null;
+    try {
+      meta = packr.unpack(b.subarray(o, 4 + hl));
+    } catch (e) {
+      throw new ProtocolError(`frame header object is not valid msgpack (${(e as Error).message})`);
+    }
+  } else if (o !== 4 + hl) return null;
+  const payload = b.subarray(4 + hl);
+  checkData(bytes, chunks, payload, maxMessageBytes);
+  return { kind: Kind.Data, comm, tag, dtype, bytes, chunks, meta, payload };
+}
+
+function checkData(bytes: number, chunks: number, payload: Uint8Array, maxMessageBytes: number): void {
+  if (bytes > maxMessageBytes) throw new ProtocolError(`message of ${bytes} bytes exceeds the limit of ${maxMessageBytes}`);
+  if (chunks > 1 << 20 || (chunks === 0 ? payload.byteLength !== bytes : payload.byteLength !== 0 || bytes === 0)) {
+    throw new ProtocolError(`data frame declares ${bytes} bytes in ${chunks} chunks but carries ${payload.byteLength}`);
+  }
 }
 
 /** Encodes a control frame. */
@@ -87,11 +208,12 @@ const isStr = (v: unknown, max = 4096): v is string => typeof v === 'string' && 
  */
 export function decodeFrame(buf: Uint8Array, maxMessageBytes: number): Frame {
   if (buf.byteLength < 4) throw new ProtocolError(`frame of ${buf.byteLength} bytes is shorter than its 4-byte header length`);
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const hl = dv.getUint32(0, true);
+  const hl = (buf[0]! | (buf[1]! << 8) | (buf[2]! << 16)) + buf[3]! * 2 ** 24;
   if (hl === 0 || hl > MAX_HEADER || hl > buf.byteLength - 4) {
     throw new ProtocolError(`frame header length ${hl} is invalid for a frame of ${buf.byteLength} bytes`);
   }
+  const fast = fastData(buf, hl, maxMessageBytes);
+  if (fast) return fast;
   let h: unknown;
   try {
     h = packr.unpack(buf.subarray(4, 4 + hl));
@@ -101,17 +223,15 @@ export function decodeFrame(buf: Uint8Array, maxMessageBytes: number): Frame {
   if (!Array.isArray(h) || h.length === 0) throw new ProtocolError('frame header is not a non-empty array');
   const payload = buf.subarray(4 + hl);
   const bad = (what: string): never => {
-    throw new ProtocolError(`malformed ${what} frame: ${JSON.stringify(h).slice(0, 200)}`);
+    const shown = JSON.stringify(h, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v)) ?? String(h);
+    throw new ProtocolError(`malformed ${what} frame: ${shown.slice(0, 200)}`);
   };
   const rest = (n: number) => payload.byteLength !== 0 && bad(`control (${n})`);
   switch (h[0]) {
     case Kind.Data: {
       const [, comm, tag, dtype, bytes, chunks, meta] = h;
       if (!isStr(comm, 256) || !isInt(tag, -(2 ** 31), 2 ** 31) || !isInt(dtype, 0, 3) || !isInt(bytes) || !isInt(chunks, 0, 1 << 20) || h.length > 7) bad('data');
-      if ((bytes as number) > maxMessageBytes) throw new ProtocolError(`message of ${bytes} bytes exceeds the limit of ${maxMessageBytes}`);
-      if (chunks === 0 ? payload.byteLength !== bytes : payload.byteLength !== 0 || bytes === 0) {
-        throw new ProtocolError(`data frame declares ${bytes} bytes in ${chunks} chunks but carries ${payload.byteLength}`);
-      }
+      checkData(bytes as number, chunks as number, payload, maxMessageBytes);
       return { kind: Kind.Data, comm: comm as string, tag: tag as number, dtype: dtype as number, bytes: bytes as number, chunks: chunks as number, meta, payload };
     }
     case Kind.Lost:
