@@ -247,14 +247,16 @@ export class Connection {
       const chunks = Math.ceil(bytes.byteLength / chunkBytes);
       return (async () => {
         this.sendRaw(encodeData(comm, tag, dtype, bytes.byteLength, chunks, meta));
-        let last: Promise<void> = Promise.resolve();
+        // Chunks small enough to arrive within one socket read are handed on by the receiving
+        // WebSocket without being reassembled (a copy); only the last one reports its write.
         for (let off = 0; off < bytes.byteLength; off += chunkBytes) {
-          await this.waitDrain();
+          if (this.pendingBytes >= this.opts.highWaterBytes) await this.waitDrain();
           if (this.closed) throw new ProtocolError('connection is closed');
-          const part = bytes.subarray(off, Math.min(off + chunkBytes, bytes.byteLength));
-          last = new Promise((resolve, reject) => this.sendChunk(part, (e) => (e ? reject(e) : resolve())));
+          const end = Math.min(off + chunkBytes, bytes.byteLength);
+          const part = bytes.subarray(off, end);
+          if (end < bytes.byteLength) this.sendChunk(part);
+          else await new Promise<void>((resolve, reject) => this.sendChunk(part, (e) => (e ? reject(e) : resolve())));
         }
-        await last;
       })();
     };
     // Messages leave in order, and a chunked one leaves whole: later sends wait behind it.
