@@ -1,0 +1,130 @@
+// @hpdl/comm benchmark: the OSU micro-benchmarks' loops on our communicators, against (1) the same
+// loops over a bare Node.js TCP socket and (2) Open MPI over TCP loopback and over shared memory,
+// all measured in this run. Prints OSU-style tables with ratios, then the target lines.
+// Run: npm run bench -w @hpdl/comm   (installs Open MPI with apt-get if mpicc is missing)
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const P = JSON.parse(readFileSync(join(here, 'params.json'), 'utf8'));
+const cli = join(here, '../dist/cli.js');
+const counts = (kind, bytes) => P[kind][bytes > P.small ? 'large' : 'small'];
+const log = (s) => process.stderr.write(`# ${s}\n`);
+const jsonLines = (text) => text.split('\n').map((l) => l.replace(/^\[\s*\d+\] /, '')).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+
+// ---- Open MPI: install if missing, compile the reference program ----
+function haveMpi() {
+  return spawnSync('mpicc', ['--version'], { stdio: 'ignore' }).status === 0 && spawnSync('mpirun', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+if (!haveMpi()) {
+  log('mpicc not found: installing openmpi-bin and libopenmpi-dev with apt-get');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+  spawnSync('apt-get', ['install', '-y', '-qq', 'openmpi-bin', 'libopenmpi-dev'], { stdio: 'inherit', env });
+}
+const mpi = haveMpi();
+const build = join(here, '.build');
+mkdirSync(build, { recursive: true });
+const osu = join(build, 'osu');
+if (mpi) execFileSync('mpicc', ['-O2', '-o', osu, join(here, 'osu.c')], { stdio: 'inherit' });
+else log('Open MPI is not available: its columns are left empty');
+
+function runMpi(np, btl, mode, sizes) {
+  if (!mpi) return [];
+  const kind = mode === 'latency' ? 'latency' : mode === 'bw' ? 'bw' : 'coll';
+  const args = ['--allow-run-as-root', '--oversubscribe', '--bind-to', 'none', '-np', String(np), '--mca', 'btl', btl];
+  if (btl.includes('tcp')) args.push('--mca', 'btl_tcp_if_include', 'lo');
+  const [si, ss] = P[kind].small;
+  const [li, ls] = P[kind].large;
+  const r = spawnSync('mpirun', [...args, osu, mode, String(P.small), String(si), String(ss), String(li), String(ls), String(P.window), ...sizes.map(String)], {
+    encoding: 'utf8',
+    env: { ...process.env, OMPI_MCA_plm_rsh_agent: '', OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' },
+  });
+  if (r.status !== 0) log(`mpirun ${mode} (${btl}) failed: ${r.stderr.split('\n').slice(0, 3).join(' | ')}`);
+  return jsonLines(r.stdout);
+}
+
+// ---- bare Node.js TCP ----
+async function runNodeTcp(mode, bytes) {
+  const [iters, skip] = counts(mode === 'latency' ? 'latency' : 'bw', bytes);
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const server = spawn(process.execPath, [join(here, 'node-tcp.mjs'), 'server', String(port)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  await new Promise((r) => server.once('message', r));
+  const out = execFileSync(process.execPath, [join(here, 'node-tcp.mjs'), 'client', String(port), mode, String(bytes), String(iters), String(skip), String(P.window)], { encoding: 'utf8' });
+  server.kill();
+  return JSON.parse(out);
+}
+
+// ---- ours ----
+function runOurs(np, bench) {
+  const r = spawnSync(process.execPath, [cli, 'launch', '-n', String(np), join(here, 'ours.mjs')], { encoding: 'utf8', env: { ...process.env, BENCH: bench } });
+  if (r.status !== 0) throw new Error(`our ${bench} benchmark failed at p=${np}:\n${r.stderr}`);
+  return jsonLines(r.stdout);
+}
+
+const find = (rows, bench, bytes, p) => rows.find((x) => x.bench === bench && x.bytes === bytes && (p == null || x.p === p));
+const f = (v, d = 2) => (v == null ? '-' : v.toFixed(d));
+const ratio = (a, b) => (a == null || b == null ? null : a / b);
+const row = (cells, widths) => console.log(cells.map((c, i) => String(c).padStart(widths[i] ?? 12)).join(''));
+
+log('point to point: ours');
+const ours = runOurs(2, 'pt2pt');
+log('point to point: bare Node TCP');
+const tcp = [];
+for (const b of P.latencySizes) tcp.push(await runNodeTcp('latency', b));
+for (const b of P.bwSizes) tcp.push(await runNodeTcp('bw', b));
+log('point to point: Open MPI');
+const mtcp = [...runMpi(2, 'self,tcp', 'latency', P.latencySizes), ...runMpi(2, 'self,tcp', 'bw', P.bwSizes)];
+const mshm = [...runMpi(2, 'self,vader', 'latency', P.latencySizes), ...runMpi(2, 'self,vader', 'bw', P.bwSizes)];
+
+console.log('\n# osu_latency (p = 2): one-way latency, us');
+const wl = [12, 10, 10, 10, 10, 12, 12];
+row(['Size', 'hpdl', 'node-tcp', 'mpi-tcp', 'mpi-shm', 'hpdl/node', 'hpdl/mpitcp'], wl);
+for (const b of P.latencySizes) {
+  const o = find(ours, 'latency', b)?.us, t = find(tcp, 'latency', b)?.us, m = find(mtcp, 'latency', b)?.us, s = find(mshm, 'latency', b)?.us;
+  row([b, f(o), f(t), f(m), f(s), f(ratio(o, t)), f(ratio(o, m))], wl);
+}
+console.log(`\n# osu_bw (p = 2, window ${P.window}): bandwidth, MB/s`);
+row(['Size', 'hpdl', 'node-tcp', 'mpi-tcp', 'mpi-shm', 'hpdl/node', 'hpdl/mpitcp'], wl);
+for (const b of P.bwSizes) {
+  const o = find(ours, 'bw', b)?.mbps, t = find(tcp, 'bw', b)?.mbps, m = find(mtcp, 'bw', b)?.mbps, s = find(mshm, 'bw', b)?.mbps;
+  row([b, f(o, 1), f(t, 1), f(m, 1), f(s, 1), f(ratio(o, t)), f(ratio(o, m))], wl);
+}
+
+const coll = {};
+for (const p of [2, 4]) {
+  log(`collectives at p = ${p}: ours`);
+  coll[p] = { ours: runOurs(p, 'coll') };
+  log(`collectives at p = ${p}: Open MPI`);
+  coll[p].tcp = ['allreduce', 'bcast', 'allgather'].flatMap((m) => runMpi(p, 'self,tcp', m, P.collSizes));
+  coll[p].shm = ['allreduce', 'bcast', 'allgather'].flatMap((m) => runMpi(p, 'self,vader', m, P.collSizes));
+}
+const busbw = (bench, bytes, us, p) => {
+  if (us == null) return null;
+  const alg = bytes / (us / 1e6) / 1e9; // GB/s
+  return bench === 'allreduce' ? (alg * 2 * (p - 1)) / p : bench === 'allgather' ? (alg * (p - 1)) : alg;
+};
+for (const bench of ['allreduce', 'bcast', 'allgather']) {
+  for (const p of [2, 4]) {
+    console.log(`\n# osu_${bench} (p = ${p}, float32): average latency us, and bus bandwidth GB/s`);
+    const w = [10, 12, 12, 12, 10, 10, 10, 12];
+    row(['Size', 'hpdl', 'mpi-tcp', 'mpi-shm', 'hpdl-bus', 'tcp-bus', 'shm-bus', 'hpdl/mpitcp'], w);
+    for (const b of P.collSizes) {
+      const o = find(coll[p].ours, bench, b, p)?.us, m = find(coll[p].tcp, bench, b, p)?.us, s = find(coll[p].shm, bench, b, p)?.us;
+      row([b, f(o, 1), f(m, 1), f(s, 1), f(busbw(bench, b, o, p)), f(busbw(bench, b, m, p)), f(busbw(bench, b, s, p)), f(ratio(busbw(bench, b, o, p), busbw(bench, b, m, p)))], w);
+    }
+  }
+}
+
+console.log('');
+const target = (name, v, op, limit) => console.log(`target ${name} ${v == null ? 'n/a' : v.toFixed(2)} ${op} ${limit.toFixed(2)} ${v == null ? 'MISS' : (op === '<=' ? v <= limit : v >= limit) ? 'ok' : 'MISS'}`);
+target('latency-8B-vs-node-tcp', ratio(find(ours, 'latency', 8)?.us, find(tcp, 'latency', 8)?.us), '<=', 1.25);
+target('bw-4MiB-vs-node-tcp', ratio(find(ours, 'bw', 4194304)?.mbps, find(tcp, 'bw', 4194304)?.mbps), '>=', 0.8);
+const MB16 = 16 * 1024 * 1024;
+for (const p of [2, 4]) {
+  const o = busbw('allreduce', MB16, find(coll[p].ours, 'allreduce', MB16, p)?.us, p);
+  const m = busbw('allreduce', MB16, find(coll[p].tcp, 'allreduce', MB16, p)?.us, p);
+  target(`allreduce-16MiB-p${p}-vs-mpi-tcp`, ratio(o, m), '>=', p === 2 ? 0.7 : 1.0);
+}
