@@ -46,4 +46,10 @@ describe('hpdl launch', () => {
     expect(err).toMatch(/received SIGINT, forwarding it to 2 rank\(s\)/);
     expect(code).not.toBe(0);
   });
+
+  it('runs the documented example: every rank ends with the average', () => {
+    const r = spawnSync(process.execPath, [cli, 'launch', '-n', '3', join(dirname(fileURLToPath(import.meta.url)), '../examples/allreduce.mjs')], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    for (const rank of [0, 1, 2]) expect(r.stdout).toContain(`[${rank}] rank ${rank} of 3: 1 2 3 4`);
+  });
 });
