@@ -97,6 +97,18 @@ describe('checkpoints', () => {
     const fewer = new h.Sequential(new h.Conv2d(1, 2, 3));
     expect(() => h.loadCheckpoint(path, { model: fewer })).toThrow(/unexpected '1.runningMean'/);
     expect(() => h.loadCheckpoint(path, { model: model(1), optimizer: new h.SGD(model(1).parameters(), { lr: 1 }) })).toThrow(/holds no optimizer state/);
+    // Optimizer state that does not fit: the model is left as it was too.
+    const withOpt = join(dir, 'opt.safetensors');
+    const src = model(1);
+    const srcOpt = new h.Adam(src.parameters());
+    trainSteps(src, srcOpt, 1);
+    h.saveCheckpoint(withOpt, { model: src, optimizer: srcOpt });
+    const dst = model(4);
+    const dstBefore = values(dst);
+    expect(() => h.loadCheckpoint(withOpt, { model: dst, optimizer: new h.SGD(dst.parameters(), { lr: 1 }) })).toThrow(/holds Adam state, the optimizer is SGD/);
+    const partial = new h.Adam(dst.parameters().slice(0, 1)); // fits the model, not the saved state
+    expect(() => h.loadCheckpoint(withOpt, { model: dst, optimizer: partial })).toThrow(/entries for no parameter/);
+    expect(values(dst)).toEqual(dstBefore);
     expect(() => h.loadCheckpoint(join(dir, 'missing.safetensors'), { model: fewer })).toThrow(CheckpointError);
   });
 

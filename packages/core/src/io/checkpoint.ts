@@ -43,6 +43,7 @@ export function loadCheckpoint(path: string, parts: { model: Module; optimizer?:
       if (meta.kind !== parts.optimizer.constructor.name) {
         throw new CheckpointError(`${path} holds ${meta.kind} state, the optimizer is ${parts.optimizer.constructor.name}`);
       }
+      parts.optimizer.checkStateDict({ tensors: optState, meta });
       parts.model.loadStateDict(modelState);
       parts.optimizer.loadStateDict({ tensors: optState, meta });
     } else {

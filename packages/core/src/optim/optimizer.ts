@@ -71,8 +71,20 @@ export abstract class Optimizer {
     return { tensors, meta: { kind: this.constructor.name, lr: this.lr, step: this.stepCount, ...this.settings() } };
   }
 
-  /** Restores state saved by stateDict; errors if it belongs to another optimizer or model. */
+  /** Restores state saved by stateDict; errors (changing nothing) if it belongs to another optimizer or model. */
   loadStateDict(state: OptimizerState): void {
+    const next = this.checkStateDict(state);
+    this.slots.forEach((s, i) => {
+      s.forEach((t) => t.dispose());
+      s.clear();
+      next[i]!.forEach((t, k) => s.set(k, tf.keep(tf.clone(t))));
+    });
+    this.lr = state.meta.lr;
+    this.stepCount = state.meta.step;
+  }
+
+  /** Checks that saved state fits this optimizer and its parameters; returns it sorted per parameter. */
+  checkStateDict(state: OptimizerState): Map<string, TF.Tensor>[] {
     if (state.meta.kind !== this.constructor.name) {
       throw new CheckpointError(`optimizer state is for ${state.meta.kind}, this optimizer is ${this.constructor.name}`);
     }
@@ -91,13 +103,7 @@ export abstract class Optimizer {
     });
     const unknown = [...state.tensors.keys()].filter((k) => !used.has(k));
     if (unknown.length) throw new CheckpointError(`optimizer state has entries for no parameter: ${unknown.slice(0, 5).join(', ')}`);
-    this.slots.forEach((s, i) => {
-      s.forEach((t) => t.dispose());
-      s.clear();
-      next[i]!.forEach((t, k) => s.set(k, tf.keep(tf.clone(t))));
-    });
-    this.lr = state.meta.lr;
-    this.stepCount = state.meta.step;
+    return next;
   }
 
   /** Frees the state tensors. */
