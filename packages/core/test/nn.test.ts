@@ -169,3 +169,28 @@ describe('Embedding', () => {
     expect(() => e.forward(h.randn([2]))).toThrow(/indices must be int32/);
   });
 });
+
+describe('dropout', () => {
+  it('passes the gradient through kept elements only, scaled like the values, and repeats with the seed', () => {
+    const x = h.add(h.abs(h.randn([1000], 1, 0, new h.Generator(3))), 0.5).requireGrad();
+    const y = h.dropout(x, 0.3, true, new h.Generator(11));
+    h.sum(y).backward();
+    const xv = x.dataSync(), yv = y.dataSync(), g = x.grad!.dataSync();
+    let dropped = 0;
+    for (let i = 0; i < xv.length; i++) {
+      if (yv[i] === 0) {
+        dropped++;
+        expect(g[i]).toBe(0);
+      } else {
+        expect(yv[i]! / xv[i]!).toBeCloseTo(1 / 0.7, 5);
+        expect(g[i]).toBeCloseTo(1 / 0.7, 5);
+      }
+    }
+    expect(dropped).toBeGreaterThan(220);
+    expect(dropped).toBeLessThan(380);
+    const again = h.dropout(x, 0.3, true, new h.Generator(11)).dataSync();
+    expect(Array.from(again)).toEqual(Array.from(yv));
+    expect(h.dropout(x, 0.3, false)).toBe(x);
+    expect(() => h.dropout(x, 1)).toThrow(/probability must be in \[0, 1\)/);
+  });
+});
