@@ -126,15 +126,27 @@ async function ringReduceScatter(ch: Channel, buf: Buf, bounds: number[], op: Re
   let maxBlock = 0;
   for (let i = 0; i < size; i++) maxBlock = Math.max(maxBlock, bounds[i + 1]! - bounds[i]!);
   const tmp = alloc(dtypeCode(buf), maxBlock);
+  const seg = Math.max(1, Math.floor(SEGMENT_BYTES / buf.BYTES_PER_ELEMENT));
   for (let s = 0; s < size - 1; s++) {
     const sb = mod(rank + shift - s - 1, size);
     const rb = mod(rank + shift - s - 2, size);
     const out = buf.subarray(bounds[sb]!, bounds[sb + 1]!) as Buf;
     const dst = buf.subarray(bounds[rb]!, bounds[rb + 1]!) as Buf;
-    const got = await exchange(ch, right, out, left, tmp.subarray(0, dst.length) as Buf);
-    reduceInto(dst, got, op);
+    // Segments: each is reduced as soon as it arrives, while the next ones are still arriving.
+    const recvs: Promise<Buf>[] = [];
+    for (let o = 0; o < dst.length || o === 0; o += seg) recvs.push(ch.recv(left, tmp.subarray(o, Math.min(o + seg, dst.length)) as Buf));
+    const sends: Promise<void>[] = [];
+    for (let o = 0; o < out.length || o === 0; o += seg) sends.push(ch.send(right, out.subarray(o, Math.min(o + seg, out.length)) as Buf));
+    for (let i = 0; i < recvs.length; i++) {
+      const got = await recvs[i]!;
+      reduceInto(dst.subarray(i * seg, i * seg + got.length) as Buf, got, op);
+    }
+    await Promise.all(sends);
   }
 }
+
+/** Size of the pieces a ring step's block is sent in, so reduction overlaps reception. */
+export const SEGMENT_BYTES = 1024 * 1024;
 
 /** Ring allgather on `buf` split into p blocks, rank r starting with block (r + shift) mod p. */
 async function ringAllgather(ch: Channel, buf: Buf, bounds: number[], shift: number): Promise<void> {
