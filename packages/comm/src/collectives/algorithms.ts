@@ -137,6 +137,9 @@ async function ringReduceScatter(ch: Channel, buf: Buf, bounds: number[], op: Re
     for (let o = 0; o < dst.length || o === 0; o += seg) recvs.push(ch.recv(left, tmp.subarray(o, Math.min(o + seg, dst.length)) as Buf));
     const sends: Promise<void>[] = [];
     for (let o = 0; o < out.length || o === 0; o += seg) sends.push(ch.send(right, out.subarray(o, Math.min(o + seg, out.length)) as Buf));
+    // When one fails the rest fail too: mark them handled, so that only the first error surfaces
+    // (an unhandled rejection would end the process before it could report).
+    for (const q of [...recvs, ...sends]) q.catch(() => {});
     for (let i = 0; i < recvs.length; i++) {
       const got = await recvs[i]!;
       reduceInto(dst.subarray(i * seg, i * seg + got.length) as Buf, got, op);

@@ -247,8 +247,7 @@ export class Connection {
       const chunks = Math.ceil(bytes.byteLength / chunkBytes);
       return (async () => {
         this.sendRaw(encodeData(comm, tag, dtype, bytes.byteLength, chunks, meta));
-        // Chunks small enough to arrive within one socket read are handed on by the receiving
-        // WebSocket without being reassembled (a copy); only the last one reports its write.
+        // Chunks leave back to back; only the last one reports its write.
         for (let off = 0; off < bytes.byteLength; off += chunkBytes) {
           if (this.pendingBytes >= this.opts.highWaterBytes) await this.waitDrain();
           if (this.closed) throw new ProtocolError('connection is closed');
