@@ -36,6 +36,19 @@ function target(name: string, measured: number, op: '<=' | '>=', limit: number) 
   targets.push(`target ${name} ${measured.toFixed(2)} ${op} ${limit.toFixed(2)} ${ok ? 'ok' : 'MISS'}`);
 }
 
+/** One SGD training step of `model` on a fixed batch, as a function to time. */
+function sgdStep(model: h.Module, x: h.Tensor, y: h.Tensor): () => number {
+  const opt = new h.SGD(model.parameters(), { lr: 0.01 });
+  return () =>
+    h.tidy(() => {
+      opt.zeroGrad();
+      const loss = h.crossEntropy(model.forward(x), y);
+      loss.backward();
+      opt.step();
+      return loss.item();
+    });
+}
+
 function labels(n: number, classes: number, gen: h.Generator): Int32Array {
   return Int32Array.from({ length: n }, () => gen.int(classes));
 }
@@ -51,16 +64,7 @@ async function mlp() {
   // Ours
   h.manualSeed(1);
   const model = new h.Sequential(new h.Linear(784, 512), new h.ReLU(), new h.Linear(512, 512), new h.ReLU(), new h.Linear(512, 10));
-  const opt = new h.SGD(model.parameters(), { lr: 0.01 });
-  const ours = await timeIt(() =>
-    h.tidy(() => {
-      opt.zeroGrad();
-      const loss = h.crossEntropy(model.forward(xv), y);
-      loss.backward();
-      opt.step();
-      return loss.item();
-    }),
-  );
+  const ours = await timeIt(sgdStep(model, xv, y));
 
   // tfjs-layers, same model, backend and batch
   const lm = tfl.sequential({
@@ -120,16 +124,7 @@ async function cnn() {
     new h.Flatten(),
     new h.Linear(7 * 7 * 64, 10),
   );
-  const opt = new h.SGD(model.parameters(), { lr: 0.01 });
-  const step = () =>
-    h.tidy(() => {
-      opt.zeroGrad();
-      const loss = h.crossEntropy(model.forward(xv), y);
-      loss.backward();
-      opt.step();
-      return loss.item();
-    });
-  const ours = await timeIt(step);
+  const ours = await timeIt(sgdStep(model, xv, y));
   const conv1 = 2 * B * 28 * 28 * 9 * 1 * 32;
   const conv2 = 2 * B * 14 * 14 * 9 * 32 * 64;
   const lin = 2 * B * 3136 * 10;
