@@ -77,7 +77,7 @@ export class Communicator {
     readonly id: string,
     /** World rank of each communicator rank. */
     readonly group: readonly number[],
-    private readonly engine: Engine,
+    protected readonly engine: Engine,
     readonly settings: CommSettings,
   ) {
     this.rank = group.indexOf(engine.rank);

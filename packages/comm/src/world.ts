@@ -49,11 +49,11 @@ function envInt(name: string): number | undefined {
 export class World extends Communicator {
   constructor(
     readonly job: JobInfo,
-    private readonly engineRef: Engine,
+    engine: Engine,
     private readonly mesh: Mesh,
     settings: CommSettings,
   ) {
-    super('world', Array.from({ length: job.size }, (_, i) => i), engineRef, settings);
+    super('world', Array.from({ length: job.size }, (_, i) => i), engine, settings);
   }
   /** This rank's index among the ranks on its host. */
   get localRank(): number {
@@ -61,7 +61,7 @@ export class World extends Communicator {
   }
   /** Ranks lost so far, with the reason. */
   get lostRanks(): ReadonlyMap<number, string> {
-    return this.engineRef.lost;
+    return this.engine.lost;
   }
   /** Closes every connection. Call after the last operation, on every rank. */
   async close(): Promise<void> {

@@ -94,11 +94,6 @@ export function recordMulti(name: string, inputs: Tensor[], outs: TF.Tensor[], s
   });
 }
 
-/** Runs a forward computation in tf.tidy, keeping the tensors it returns. */
-export function run<T extends TF.Tensor | TF.Tensor[]>(f: () => T): T {
-  return tf.tidy(f);
-}
-
 // ---------------------------------------------------------------------------------------------
 // The engine
 
