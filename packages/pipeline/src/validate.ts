@@ -66,7 +66,16 @@ export function validate(t: ScheduleTable, o: ValidateOptions = {}): void {
   });
   const remote = (s: number, other: number) => other >= 0 && other < S && t.placement[other] !== t.placement[s];
 
-  // Where each action is; repeated or misplaced actions.
+  // Each action on the rank holding its stage.
+  t.actions.forEach((list, r) =>
+    list.forEach((a, i) => {
+      if (a.op !== 'STEP' && t.placement[a.stage] != null && t.placement[a.stage] !== r) {
+        fail(t, `rank ${r} runs ${formatAction(a)} but stage ${a.stage} is on rank ${t.placement[a.stage]}`, [{ rank: r, index: i }]);
+      }
+    }),
+  );
+
+  // Where each action is; repeated actions, communication without a peer.
   const where = new Map<string, Mark>();
   const at = (op: string, s: number, mb: number) => where.get(`${op}:${key(s, mb)}`);
   t.actions.forEach((list, r) =>
@@ -77,7 +86,6 @@ export function validate(t: ScheduleTable, o: ValidateOptions = {}): void {
       }
       if (!Number.isInteger(a.stage) || a.stage < 0 || a.stage >= S) fail(t, `${formatAction(a)} names stage ${a.stage}; stages are 0..${S - 1}`, [{ rank: r, index: i }]);
       if (!Number.isInteger(a.mb) || a.mb < 0 || a.mb >= m) fail(t, `${formatAction(a)} names micro-batch ${a.mb}; micro-batches are 0..${m - 1}`, [{ rank: r, index: i }]);
-      if (t.placement[a.stage] !== r) fail(t, `rank ${r} runs ${formatAction(a)} but stage ${a.stage} is on rank ${t.placement[a.stage]}`, [{ rank: r, index: i }]);
       if (!withBackward && a.op !== 'F' && a.op !== 'SEND_F' && a.op !== 'RECV_F') fail(t, `${formatAction(a)} in a forward-only table`, [{ rank: r, index: i }]);
       const k = `${a.op}:${key(a.stage, a.mb)}`;
       const prev = where.get(k);
