@@ -1,0 +1,96 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runJob } from './helpers.js';
+
+const TOL = 1e-5;
+const env = { HPDL_TIMEOUT_MS: '60000' };
+
+describe('pipelines across real processes equal one process', () => {
+  it.each([2, 3, 4])('every built-in schedule at p = %i, m in {1, p, 2p+1}: gradients, loss, 3 optimizer steps, stash, no leak', async (p) => {
+    const r = await runJob('equal.mjs', p, { env });
+    expect(r.err.join('\n')).toBe('');
+    expect(r.code).toBe(0);
+    const cases = r.reports;
+    // gpipe, 1f1b, zb-h1 at three m each, interleaved at two: one report per rank per case.
+    expect(cases).toHaveLength(11 * p);
+    for (const c of cases) {
+      const what = `${c.schedule} p=${p} m=${c.m} rank ${c.rank}`;
+      expect(c.gradErr, what).toBeLessThanOrEqual(TOL);
+      expect(c.lossErr, what).toBeLessThanOrEqual(TOL);
+      expect(c.paramErr, what).toBeLessThanOrEqual(TOL);
+      // After the first step (which creates the optimizer's state) the number of live tensors is constant.
+      expect(new Set(c.tensors.slice(1)).size, what).toBe(1);
+      if (c.stages.includes(0)) {
+        if (c.schedule === 'gpipe') expect(c.peakStash, what).toBe(c.m);
+        if (c.schedule === '1f1b') expect(c.peakStash, what).toBe(Math.min(p, c.m));
+        if (c.schedule === 'zb-h1') expect(c.peakStash, what).toBeLessThanOrEqual(p);
+      }
+      if (c.schedule === 'zb-h1') expect(c.peakPendingW, what).toBeGreaterThan(0);
+      else expect(c.peakPendingW, what).toBe(0);
+    }
+  }, 180_000);
+
+  it.each([
+    [2, '1f1b'],
+    [3, 'gpipe'],
+    [4, 'zb-h1'],
+  ])('a char-level LSTM at p = %i (%s) takes micro-batches of different sizes and lengths in one step', async (p, schedule) => {
+    const r = await runJob('lstm.mjs', p, { env, args: [schedule] });
+    expect(r.err.join('\n')).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.reports).toHaveLength(p);
+    for (const c of r.reports) {
+      expect(c.gradErr).toBeLessThanOrEqual(TOL);
+      expect(c.lossErr).toBeLessThanOrEqual(TOL);
+      expect(c.paramErr).toBeLessThanOrEqual(TOL);
+      expect(new Set(c.tensors).size).toBe(1);
+    }
+  }, 120_000);
+
+  it('hybrid dp=2 x pp=2 equals one process on the combined batch; memory flat over 23 steps; merged trace', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hpdl-trace-'));
+    const r = await runJob('hybrid.mjs', 4, { env: { ...env, DP: '2' }, args: [dir] });
+    expect(r.err.join('\n')).toBe('');
+    expect(r.code).toBe(0);
+    const checks = r.reports.filter((c) => 'paramErr' in c);
+    expect(checks.map((c) => `${c.replica}/${c.stage}`).sort()).toEqual(['0/0', '0/1', '1/0', '1/1']);
+    for (const c of checks) {
+      expect(c.paramErr).toBeLessThanOrEqual(TOL);
+      expect(c.lossErr).toBeLessThanOrEqual(TOL);
+    }
+    for (const c of r.reports.filter((c) => 'tensors' in c)) expect(new Set(c.tensors).size).toBe(1);
+
+    const trace = JSON.parse(readFileSync(join(dir, 'trace.json'), 'utf8'));
+    const spans = trace.traceEvents.filter((e: any) => e.ph === 'X');
+    expect(new Set(spans.map((e: any) => e.pid))).toEqual(new Set([0, 1, 2, 3]));
+    for (const pid of [0, 1, 2, 3]) {
+      const mine = spans.filter((e: any) => e.pid === pid);
+      // 3 steps x 3 micro-batches of F and B on the compute track, and the step.
+      expect(mine.filter((e: any) => e.tid === 0 && /^\dF\d$/.test(e.name))).toHaveLength(9);
+      expect(mine.filter((e: any) => e.tid === 0 && /^\dB\d$/.test(e.name))).toHaveLength(9);
+      expect(mine.filter((e: any) => e.name === 'STEP')).toHaveLength(3);
+      expect(mine.filter((e: any) => e.tid === 1).length).toBeGreaterThanOrEqual(9);
+      expect(mine.every((e: any) => e.ts >= 0 && e.dur >= 0)).toBe(true);
+    }
+    const svg = readFileSync(join(dir, 'timeline.svg'), 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    for (const r of [0, 1, 2, 3]) expect(svg).toContain(`>rank ${r}</text>`);
+    expect((svg.match(/<rect /g) ?? []).length).toBeGreaterThan(4 * 21);
+  }, 120_000);
+
+  it('a stage killed mid-step ends the job with an error naming it on every other rank', async () => {
+    const r = await runJob('kill.mjs', 3, { env: { ...env, KILL_RANK: '1', KILL_AT: '3' } });
+    expect(r.code).not.toBe(0);
+    expect(r.firstFailure).toEqual({ rank: 1, code: null, signal: 'SIGKILL' });
+    const survivors = r.reports.filter((c) => c.error);
+    expect(survivors.map((c) => c.rank).sort()).toEqual([0, 2]);
+    for (const c of survivors) {
+      expect(c.error).toBe('StageError');
+      expect(c.message).toMatch(/world rank 1 is gone/);
+      expect(c.message).toMatch(/failed at \d(RECV|SEND)_[FB]\d \(stage \d, micro-batch \d\)/);
+      expect(c.ms).toBeLessThan(10_000);
+    }
+  }, 60_000);
+});
