@@ -266,6 +266,19 @@ export class Connection {
       this.sendRaw(encodeData(comm, tag, dtype, bytes.byteLength, 0, meta, bytes));
       return null;
     }
+    if (this.queued === 0 && this.pendingBytes + bytes.byteLength <= this.opts.highWaterBytes && !this.closed && this.ws.readyState === 1) {
+      // Nothing ahead of it and room under the high-water mark: the whole message goes to the socket
+      // now, not after the caller's next await (a pipeline stage computes right after sending).
+      const chunks = Math.ceil(bytes.byteLength / chunkBytes);
+      this.sendRaw(encodeData(comm, tag, dtype, bytes.byteLength, chunks, meta));
+      return new Promise<void>((resolve, reject) => {
+        for (let off = 0; off < bytes.byteLength; off += chunkBytes) {
+          const end = Math.min(off + chunkBytes, bytes.byteLength);
+          if (end < bytes.byteLength) this.sendChunk(bytes.subarray(off, end));
+          else this.sendChunk(bytes.subarray(off, end), (e) => (e ? reject(e) : resolve()));
+        }
+      });
+    }
     this.queued++;
     const p = this.sendQueue.then(async () => {
       await this.waitDrain();

@@ -16,10 +16,24 @@ function swapLast(t: TF.Tensor): TF.Tensor {
 
 /**
  * a @ b with either operand transposed, in the form fastest on the active backend: wasm's matMul
- * with a transpose flag is 10-25x slower than an explicit transpose followed by a plain matMul.
+ * with a transpose flag is 10-25x slower than an explicit transpose followed by a plain matMul, and
+ * the transpose itself costs as much as a small product. So for matrices, of a @ b^T = (b @ a^T)^T
+ * (and a^T @ b = (b^T @ a)^T), the side that transposes fewer elements is taken: with a micro-batch
+ * of 32 rows and a 1024x1024 weight, the input gradient takes 2.3 ms instead of 15.
  */
 export function mm(a: TF.Tensor, b: TF.Tensor, transA = false, transB = false): TF.Tensor {
   if (!(transA || transB) || !explicitTranspose()) return tf.matMul(a, b, transA, transB);
+  if (a.rank === 2 && b.rank === 2 && transA !== transB) {
+    if (transB) {
+      const [m, k] = a.shape as [number, number];
+      const n = b.shape[0]!;
+      if (m * k + m * n < n * k) return tf.tidy(() => tf.transpose(tf.matMul(b, tf.transpose(a))));
+    } else {
+      const [k, m] = a.shape as [number, number];
+      const n = b.shape[1]!;
+      if (k * n + n * m < k * m) return tf.tidy(() => tf.transpose(tf.matMul(tf.transpose(b), a)));
+    }
+  }
   return tf.matMul(transA ? swapLast(a) : a, transB ? swapLast(b) : b);
 }
 
