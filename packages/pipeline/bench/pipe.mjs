@@ -30,12 +30,11 @@ for (let s = 0; s < cfg.warmup + cfg.steps; s++) {
 }
 const events = await gatherTrace(world, pipe.takeTrace().filter((e) => e.step >= cfg.warmup));
 if (world.rank === 0) {
-  times.sort((a, b) => a - b);
   const costs = costsFromTrace(events, pipe.numStages);
   const steps = cfg.steps;
   const busy = [...new Set(events.map((e) => e.rank))].sort().map((r) => events.filter((e) => e.rank === r && e.track === 'compute').reduce((a, e) => a + e.end - e.start, 0) / steps / 1000);
   const waits = [...new Set(events.map((e) => e.rank))].sort().map((r) => events.filter((e) => e.rank === r && e.track === 'comm').reduce((a, e) => a + e.end - e.start, 0) / steps / 1000);
   if (process.env.DUMP) { const st = events.filter((e) => e.step === cfg.warmup); const t0 = Math.min(...st.map((e) => e.start)); for (const r of [0, 1]) console.log(r, st.filter((e) => e.rank === r).map((e) => `${e.name}@${((e.start - t0) / 1000).toFixed(0)}+${((e.end - e.start) / 1000).toFixed(1)}`).join(' ')); }
-  console.log(JSON.stringify({ msPerStep: times[Math.floor(times.length / 2)], costs, busyMs: busy, commMs: waits }));
+  console.log(JSON.stringify({ times, costs, busyMs: busy, commMs: waits }));
 }
 await world.close();

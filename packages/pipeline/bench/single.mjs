@@ -19,5 +19,4 @@ for (let s = 0; s < cfg.warmup + cfg.steps; s++) {
   model.zeroGrad();
   if (s >= cfg.warmup) times.push(performance.now() - t0);
 }
-times.sort((a, b) => a - b);
-console.log(JSON.stringify({ msPerStep: times[Math.floor(times.length / 2)] }));
+console.log(JSON.stringify({ times }));
