@@ -93,4 +93,16 @@ describe('pipelines across real processes equal one process', () => {
       expect(c.ms).toBeLessThan(10_000);
     }
   }, 60_000);
+
+  it.each([
+    ['microbatches', /failed at 1RECV_F0 \(stage 1, micro-batch 0\): the activation of micro-batch 0 from stage 0 belongs to a step of 4 micro-batches, this rank's step has 3/],
+    ['shape', /failed at 1F0 \(stage 1, micro-batch 0\): linear: input of shape \[3,150\] does not fit a weight of shape \[96,16\]/],
+  ])('bad input at run time (%s): the rank that sees it names the action, the others the lost rank', async (mode, expected) => {
+    const r = await runJob('bad.mjs', 2, { env: { ...env, MODE: mode } });
+    expect(r.code).not.toBe(0);
+    expect(r.firstFailure?.rank).toBe(1);
+    const byRank = new Map(r.reports.map((c) => [c.rank, c]));
+    expect(byRank.get(1)!.message).toMatch(expected);
+    expect(byRank.get(0)!.message).toMatch(/world rank 1 is gone/);
+  }, 60_000);
 });
