@@ -36,6 +36,7 @@ export {
   partition,
   layersOf,
   Stage,
+  StageGroup,
   type Balance,
   type InputSpec,
 } from './partition.js';

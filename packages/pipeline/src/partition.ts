@@ -196,6 +196,25 @@ export class Stage extends Module {
   }
 }
 
+/**
+ * Several stages held by one rank, as one module: parameters and buffers keep their names in the
+ * whole model, so checkpoints of it are slices of the model's.
+ */
+export class StageGroup extends Module {
+  constructor(readonly stages: Stage[]) {
+    super();
+  }
+  override namedChildren(): [string, Module][] {
+    return this.stages.flatMap((s) => s.namedChildren());
+  }
+  /** Runs the stages in order (meaningful when they are consecutive). */
+  forward(x: Tensor): Tensor {
+    let h = x;
+    for (const s of this.stages) h = s.forward(h);
+    return h;
+  }
+}
+
 /** Cuts layers into stages of the given counts. */
 export function partition(layers: Module[], counts: number[]): Stage[] {
   checkCounts(counts, layers.length, counts.length);

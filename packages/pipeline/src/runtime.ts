@@ -18,7 +18,7 @@ import { PeerLostError, type Communicator, type Request } from '@hpdl/comm';
 import { PipelineError, StageError } from './errors.js';
 import { formatAction, key, splitBackward, withCommunication, type Action, type ScheduleFn, type ScheduleTable } from './ir.js';
 import { microbatches, type Microbatch } from './microbatch.js';
-import { checkChain, layersOf, partition, resolveBalance, type Balance, type InputSpec, type Stage } from './partition.js';
+import { StageGroup, checkChain, layersOf, partition, resolveBalance, type Balance, type InputSpec, type Stage } from './partition.js';
 import { forwardOnly, getSchedule } from './schedules.js';
 import type { TraceEvent } from './trace.js';
 import { validate } from './validate.js';
@@ -104,6 +104,8 @@ interface Meta {
 export class Pipeline {
   /** Stages held here, by stage index. */
   readonly stages: Map<number, Stage>;
+  /** This rank's stages as one module (for checkpoints: names as in the whole model). */
+  readonly module: StageGroup;
   /** Every stage's layer counts (the partition). */
   readonly counts: number[];
   /** Output shape of every stage for `sampleInput`, when given. */
@@ -129,6 +131,7 @@ export class Pipeline {
     shapes: number[][] | null,
   ) {
     this.stages = new Map(stages.map((s) => [s.index, s]));
+    this.module = new StageGroup(stages);
     this.counts = counts;
     this.shapes = shapes;
     this.tracing = o.trace ?? false;
@@ -193,14 +196,12 @@ export class Pipeline {
 
   /** This rank's parameters, in stage order. */
   parameters(): Parameter[] {
-    return [...this.stages.values()].flatMap((s) => s.parameters());
+    return this.module.parameters();
   }
 
   /** This rank's parameters and buffers, named as in the whole model. */
   stateDict(): Map<string, TF.Tensor> {
-    const out = new Map<string, TF.Tensor>();
-    for (const st of this.stages.values()) for (const [k, t] of st.stateDict()) out.set(k, t);
-    return out;
+    return this.module.stateDict();
   }
 
   /** Loads this rank's stages from a state dict of the whole model (or of these stages). */
@@ -217,7 +218,7 @@ export class Pipeline {
 
   /** Training or evaluation mode for this rank's stages. */
   train(mode = true): this {
-    for (const st of this.stages.values()) st.train(mode);
+    this.module.train(mode);
     return this;
   }
   eval(): this {
@@ -226,7 +227,7 @@ export class Pipeline {
 
   /** Clears this rank's gradients. */
   zeroGrad(): void {
-    for (const st of this.stages.values()) st.zeroGrad();
+    this.module.zeroGrad();
   }
 
   /** The validated table (with communication) this pipeline runs for m micro-batches. */
