@@ -158,7 +158,8 @@ export class Pipeline {
 
     if (o.seed != null) manualSeed(o.seed);
     const layers = layersOf(o.model());
-    const counts = resolveBalance(layers, S, o.balance);
+    // Profiled balances can differ between ranks (timing noise): rank 0's split is everyone's.
+    const counts = Array.from(await world.broadcast(Int32Array.from(resolveBalance(layers, S, o.balance)), 0));
     const all = partition(layers, counts);
     let shapes: number[][] | null = null;
     try {
