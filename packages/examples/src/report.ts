@@ -43,7 +43,8 @@ export class ProgressBar {
       this.epoch = p.epoch;
       this.bar = new cliProgress.SingleBar(
         {
-          format: `epoch ${p.epoch}/${p.epochs} [{bar}] {value}/{total} steps | loss {loss} | {speed} samples/s | eta {eta_formatted}`,
+          format: `epoch ${p.epoch}/${p.epochs} [{bar}] {value}/{total} | loss {loss} | {speed} samples/s | eta {eta_formatted}`,
+          barsize: 20,
           stream: this.stream,
           noTTYOutput: true,
           notTTYSchedule: 10_000,
