@@ -3,7 +3,7 @@ import type WebSocket from 'ws';
 import { ProtocolError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Socket } from 'node:net';
-import { decodeFrame, encodeControl, encodeData, Kind, wsFrame, wsHeader, type DataFrame, type Frame } from './frame.js';
+import { decodeFrame, encodeControl, encodeData, Kind, MAX_HEADER, wsFrame, wsHeader, type DataFrame, type Frame } from './frame.js';
 
 /** What a connection hands its frames to. */
 export interface Sink {
@@ -76,8 +76,10 @@ export class Connection {
     readonly expectedPeer = -1,
   ) {
     ws.binaryType = 'nodebuffer';
-    ws.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
-    ws.on('pong', () => (this.lastSeen = Date.now()));
+    // ws's own parser would copy every frame into a new buffer before we copy it again into the
+    // receive buffer; frames are read here instead (see onBytes), straight off the socket.
+    if (ws.readyState === 1) this.takeOver();
+    else ws.once('open', () => this.takeOver());
     ws.on('close', (code: number, reason: Buffer) => this.die(`connection closed (code ${code}${reason.length ? `, ${reason.toString()}` : ''})`));
     ws.on('error', (e: Error) => this.die(`connection error: ${e.message}`));
     if (side === 'server') this.sendRaw(encodeControl({ kind: Kind.Challenge, rank: opts.rank, nonce: this.nonce }));
@@ -115,6 +117,158 @@ export class Connection {
   private reject(reason: string): void {
     this.opts.log.warn(`rejected a frame from ${this.peer >= 0 ? `rank ${this.peer}` : 'an unauthenticated connection'}: ${reason}`);
     if (!this.authenticated) this.ws.close(1008, reason.slice(0, 120));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reading WebSocket frames (RFC 6455) off the socket
+
+  private rest: Buffer | null = null; // an incomplete frame header
+  private frame: { opcode: number; left: number; mask: Buffer | null; at: number; parts: Buffer[] | null } | null = null;
+
+  private takeOver(): void {
+    const sock = this.socket;
+    for (const l of sock.listeners('data')) sock.removeListener('data', l as (b: Buffer) => void);
+    sock.on('data', (chunk: Buffer) => {
+      try {
+        this.onBytes(chunk);
+      } catch (e) {
+        this.fail(`unreadable stream: ${(e as Error).message}`);
+      }
+    });
+  }
+
+  /** The stream cannot be read any further (framing lost): drop the connection. */
+  private fail(reason: string): void {
+    this.opts.log.warn(`closing the connection ${this.peer >= 0 ? `to rank ${this.peer}` : 'from an unauthenticated peer'}: ${reason}`);
+    this.frame = null;
+    this.rest = null;
+    this.chunked = null;
+    try {
+      this.ws.close(1002, reason.slice(0, 120));
+    } catch {
+      /* already closing */
+    }
+    this.socket.destroy();
+    this.die(reason);
+  }
+
+  private get maxFrame(): number {
+    return Math.max(this.opts.chunkBytes, MAX_HEADER) + MAX_HEADER + 8;
+  }
+
+  private onBytes(input: Buffer): void {
+    this.heard = true;
+    let chunk = input;
+    if (this.rest) {
+      chunk = Buffer.concat([this.rest, input]);
+      this.rest = null;
+    }
+    let off = 0;
+    while (off < chunk.length) {
+      if (!this.frame) {
+        const n = chunk.length - off;
+        if (n < 2) {
+          this.rest = Buffer.from(chunk.subarray(off));
+          return;
+        }
+        const b0 = chunk[off]!;
+        const b1 = chunk[off + 1]!;
+        if (b0 & 0x70) return this.fail('a frame with reserved bits set');
+        if (!(b0 & 0x80)) return this.fail('a fragmented message');
+        const opcode = b0 & 0x0f;
+        const masked = (b1 & 0x80) !== 0;
+        let len = b1 & 0x7f;
+        let h = 2;
+        if (len === 126) {
+          if (n < 4) return void (this.rest = Buffer.from(chunk.subarray(off)));
+          len = chunk.readUInt16BE(off + 2);
+          h = 4;
+        } else if (len === 127) {
+          if (n < 10) return void (this.rest = Buffer.from(chunk.subarray(off)));
+          const big = chunk.readBigUInt64BE(off + 2);
+          if (big > BigInt(this.maxFrame)) return this.fail(`a frame of ${big} bytes (limit ${this.maxFrame})`);
+          len = Number(big);
+          h = 10;
+        }
+        if (len > this.maxFrame) return this.fail(`a frame of ${len} bytes (limit ${this.maxFrame})`);
+        if (masked && n < h + 4) return void (this.rest = Buffer.from(chunk.subarray(off)));
+        let mask: Buffer | null = null;
+        if (masked) {
+          const k = chunk.subarray(off + h, off + h + 4);
+          if (k[0] | k[1] | k[2] | k[3]) mask = Buffer.from(k);
+          h += 4;
+        }
+        off += h;
+        if (opcode >= 8 && len > 125) return this.fail('a control frame longer than 125 bytes');
+        if (opcode !== 1 && opcode !== 2 && opcode !== 8 && opcode !== 9 && opcode !== 10) return this.fail(`a frame with opcode ${opcode}`);
+        // Raw chunks of a chunked message go straight into the receive buffer.
+        const direct = opcode === 2 && this.chunked != null && mask == null;
+        if (direct && len > this.chunked!.left) return this.fail(`a chunk of ${len} bytes overruns a message with ${this.chunked!.left} bytes left`);
+        this.frame = { opcode, left: len, mask, at: 0, parts: direct ? null : [] };
+        if (len === 0) this.endFrame();
+        continue;
+      }
+      const f = this.frame;
+      const take = Math.min(f.left, chunk.length - off);
+      let piece = chunk.subarray(off, off + take);
+      off += take;
+      f.left -= take;
+      if (f.mask) {
+        const un = Buffer.allocUnsafe(piece.length);
+        for (let i = 0; i < piece.length; i++) un[i] = piece[i]! ^ f.mask[(f.at + i) & 3]!;
+        piece = un;
+      }
+      f.at += take;
+      if (f.parts) f.parts.push(piece);
+      else {
+        const c = this.chunked!;
+        c.dest.set(piece, c.filled);
+        c.filled += piece.length;
+        c.left -= piece.length;
+      }
+      if (f.left === 0) this.endFrame();
+    }
+  }
+
+  private endFrame(): void {
+    const f = this.frame!;
+    this.frame = null;
+    if (!f.parts) {
+      const c = this.chunked!;
+      if (c.left === 0) {
+        this.chunked = null;
+        this.sink.onChunkedEnd(this.peer, c.f, c.dest);
+      }
+      return;
+    }
+    const data = f.parts.length === 1 ? f.parts[0]! : Buffer.concat(f.parts);
+    switch (f.opcode) {
+      case 1:
+      case 2:
+        return this.receive(data, f.opcode === 2);
+      case 9: // ping: answer with the same payload
+        return this.writeControl(0xa, data);
+      case 10:
+        this.lastSeen = Date.now();
+        return;
+      case 8: {
+        const code = data.length >= 2 ? data.readUInt16BE(0) : 1005;
+        const reason = data.length > 2 ? data.subarray(2).toString() : '';
+        if (this.ws.readyState === 1) this.writeControl(0x8, data.subarray(0, 2));
+        this.socket.end();
+        this.die(`connection closed (code ${code}${reason ? `, ${reason}` : ''})`);
+        return;
+      }
+    }
+  }
+
+  private writeControl(opcode: number, payload: Buffer): void {
+    if (this.socket.destroyed) return;
+    const masked = this.side === 'client';
+    const h = Buffer.alloc(2 + (masked ? 4 : 0));
+    h[0] = 0x80 | opcode;
+    h[1] = (masked ? 0x80 : 0) | payload.length;
+    this.socket.write(Buffer.concat([h, payload]));
   }
 
   private receive(data: Buffer, isBinary: boolean): void {
