@@ -300,7 +300,6 @@ export class Pipeline {
     const { mbs, owned } = this.cut(batch);
     const m = mbs.length;
     const table = this.table(m, training);
-    const last = this.numStages - 1;
     if (this.isFirst) mbs.forEach((b, i) => { if (!b.input) throw new PipelineError(`rank ${this.world.rank} holds stage 0 and needs the input of micro-batch ${i}`); });
     const withTargets = this.isLast && (training || mbs.every((b) => b.target));
     if (this.isLast && training) mbs.forEach((b, i) => { if (!b.target) throw new PipelineError(`rank ${this.world.rank} holds the last stage and needs the target of micro-batch ${i}`); });

@@ -19,7 +19,7 @@ export function formatGrid(t: ScheduleTable, marks: Mark[] = [], context = 6): s
     return marks.some((m) => m.rank === r && m.index === i) ? `[${text}]` : text;
   };
   const width = Math.max(8, ...t.actions.flatMap((l, r) => l.map((_, i) => cell(r, i).length))) + 2;
-  let show = (i: number) => true;
+  let show = (_: number) => true;
   if (marks.length && rows > 2 * context + 4) show = (i) => marks.some((m) => Math.abs(m.index - i) <= context);
   const lines = ['step'.padEnd(6) + t.actions.map((_, r) => `rank ${r}`.padEnd(width)).join('').trimEnd()];
   let skipped = false;

@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { Conv2d, Embedding, Flatten, Linear, ReLU, Sequential, initBackend, manualSeed, tensor, type Parameter } from '@hpdl/core';
 import { init } from '@hpdl/comm';
 import {
-  PartitionError,
   Pipeline,
   balanceByParams,
   balanceBySize,
