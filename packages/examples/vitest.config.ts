@@ -1,12 +1,3 @@
-import { defineConfig } from 'vitest/config';
+import { processTests } from '../../vitest.shared.js';
 
-export default defineConfig({
-  test: {
-    include: ['test/**/*.test.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-    pool: 'forks',
-    // Tests start real processes; two test files at once would oversubscribe two cores.
-    fileParallelism: false,
-  },
-});
+export default processTests;
