@@ -161,3 +161,24 @@ export function withCommunication(t: ScheduleTable, o: { step?: boolean } = {}):
 export function computeOnly(t: ScheduleTable): ScheduleTable {
   return { ...t, actions: t.actions.map((l) => l.filter((a) => COMPUTE_OPS.includes(a.op))) };
 }
+
+/**
+ * Runs every rank's list in order, as far as it can: `tryRun(rank, action)` performs the action and
+ * returns true, or returns false when the action must wait for another rank. Returns where ranks
+ * are left waiting for ever (empty when every list ran to its end).
+ */
+export function runLists(t: ScheduleTable, tryRun: (rank: number, a: Action) => boolean): { rank: number; index: number }[] {
+  const pos = new Array<number>(t.ranks).fill(0);
+  for (;;) {
+    let progress = false;
+    for (let r = 0; r < t.ranks; r++) {
+      const list = t.actions[r]!;
+      while (pos[r]! < list.length && tryRun(r, list[pos[r]!]!)) {
+        pos[r]!++;
+        progress = true;
+      }
+    }
+    const stuck = pos.map((index, rank) => ({ rank, index })).filter((s) => s.index < t.actions[s.rank]!.length);
+    if (!stuck.length || !progress) return stuck;
+  }
+}

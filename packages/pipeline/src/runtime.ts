@@ -77,7 +77,6 @@ const tagOf = (dir: 0 | 1, stage: number, mb: number) => (stage * 2 + dir) * TAG
 interface StepState {
   mbs: Microbatch[];
   training: boolean;
-  table: ScheduleTable;
   split: Set<string>;
   weightOf: number[];
   inputs: Map<string, Tensor>;
@@ -307,7 +306,6 @@ export class Pipeline {
     const st: StepState = {
       mbs,
       training,
-      table,
       split: splitBackward(table),
       weightOf: mbs.map((b) => (withTargets ? b.target!.size / totalTargets : 0)),
       inputs: new Map(),

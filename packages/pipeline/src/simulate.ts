@@ -1,5 +1,5 @@
 import { PipelineError } from './errors.js';
-import { formatAction, key, splitBackward, type Action, type ScheduleTable } from './ir.js';
+import { formatAction, key, runLists, splitBackward, type Action, type ScheduleTable } from './ir.js';
 
 /** A cost per stage: one number for all, or one per stage. */
 export type StageCost = number | number[];
@@ -76,7 +76,6 @@ export function simulate(t: ScheduleTable, costs: Costs = {}): Simulation {
   const ends = new Map<string, number>(); // op:stage:mb -> end
   const endOf = (op: string, s: number, mb: number) => ends.get(`${op}:${key(s, mb)}`);
   const remote = (s: number, o: number) => o >= 0 && o < t.stages && t.placement[o] !== t.placement[s];
-  const pos = new Array<number>(t.ranks).fill(0);
   const free = new Array<number>(t.ranks).fill(0);
   const busy = new Array<number>(t.ranks).fill(0);
   const stash = new Array<number>(t.ranks).fill(0);
@@ -118,36 +117,27 @@ export function simulate(t: ScheduleTable, costs: Costs = {}): Simulation {
     }
   };
 
-  for (;;) {
-    let progress = false;
-    for (let r = 0; r < t.ranks; r++) {
-      const list = t.actions[r]!;
-      while (pos[r]! < list.length) {
-        const a = list[pos[r]!]!;
-        const ready = readyAt(a);
-        if (ready == null) break;
-        const isComm = a.op !== 'F' && a.op !== 'B' && a.op !== 'W' && a.op !== 'STEP';
-        const start = a.op.startsWith('RECV') ? free[r]! : Math.max(free[r]!, ready);
-        const end = a.op.startsWith('RECV') ? Math.max(free[r]!, ready) : start + dur(a);
-        ends.set(`${a.op}:${key(a.stage, a.mb)}`, end);
-        free[r] = end;
-        if (!isComm) busy[r]! += end - start;
-        timeline.push({ rank: r, action: a, start, end, track: isComm ? 'comm' : 'compute' });
-        if (a.op === 'F') peakStash[r] = Math.max(peakStash[r]!, ++stash[r]!);
-        if (a.op === 'B') {
-          stash[r]!--;
-          if (split.has(key(a.stage, a.mb))) peakPendingW[r] = Math.max(peakPendingW[r]!, ++pendW[r]!);
-        }
-        if (a.op === 'W') pendW[r]!--;
-        pos[r]!++;
-        progress = true;
-      }
+  const stuck = runLists(t, (r, a) => {
+    const ready = readyAt(a);
+    if (ready == null) return false;
+    const isComm = a.op !== 'F' && a.op !== 'B' && a.op !== 'W' && a.op !== 'STEP';
+    const start = a.op.startsWith('RECV') ? free[r]! : Math.max(free[r]!, ready);
+    const end = a.op.startsWith('RECV') ? Math.max(free[r]!, ready) : start + dur(a);
+    ends.set(`${a.op}:${key(a.stage, a.mb)}`, end);
+    free[r] = end;
+    if (!isComm) busy[r]! += end - start;
+    timeline.push({ rank: r, action: a, start, end, track: isComm ? 'comm' : 'compute' });
+    if (a.op === 'F') peakStash[r] = Math.max(peakStash[r]!, ++stash[r]!);
+    if (a.op === 'B') {
+      stash[r]!--;
+      if (split.has(key(a.stage, a.mb))) peakPendingW[r] = Math.max(peakPendingW[r]!, ++pendW[r]!);
     }
-    if (pos.every((p, r) => p >= t.actions[r]!.length)) break;
-    if (!progress) {
-      const stuck = pos.flatMap((p, r) => (p < t.actions[r]!.length ? [`rank ${r} at ${formatAction(t.actions[r]![p]!)}`] : []));
-      throw new PipelineError(`simulate: schedule '${t.name}' cannot proceed (${stuck.join(', ')}); validate() explains why`);
-    }
+    if (a.op === 'W') pendW[r]!--;
+    return true;
+  });
+  if (stuck.length) {
+    const where = stuck.map((s) => `rank ${s.rank} at ${formatAction(t.actions[s.rank]![s.index]!)}`);
+    throw new PipelineError(`simulate: schedule '${t.name}' cannot proceed (${where.join(', ')}); validate() explains why`);
   }
   const makespan = Math.max(0, ...free);
   const total = busy.reduce((a, b) => a + b, 0);

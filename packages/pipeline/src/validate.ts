@@ -1,5 +1,5 @@
 import { ScheduleError } from './errors.js';
-import { formatAction, key, type Action, type ScheduleTable } from './ir.js';
+import { formatAction, key, runLists, type Action, type ScheduleTable } from './ir.js';
 
 /** Where a fault is: rank and position in its list. */
 export interface Mark {
@@ -148,28 +148,17 @@ export function validate(t: ScheduleTable, o: ValidateOptions = {}): void {
   );
 
   // Deadlock: run every list with non-blocking sends and blocking receives.
-  const pos = new Array<number>(t.ranks).fill(0);
   const sent = new Set<string>();
-  for (;;) {
-    let progress = false;
-    for (let r = 0; r < t.ranks; r++) {
-      const list = t.actions[r]!;
-      while (pos[r]! < list.length) {
-        const a = list[pos[r]!]!;
-        if (a.op === 'RECV_F' && !sent.has(`F:${key(a.stage - 1, a.mb)}`)) break;
-        if (a.op === 'RECV_B' && !sent.has(`B:${key(a.stage + 1, a.mb)}`)) break;
-        if (a.op === 'SEND_F') sent.add(`F:${key(a.stage, a.mb)}`);
-        if (a.op === 'SEND_B') sent.add(`B:${key(a.stage, a.mb)}`);
-        pos[r]!++;
-        progress = true;
-      }
-    }
-    if (pos.every((p, r) => p >= t.actions[r]!.length)) return;
-    if (!progress) {
-      const stuck = pos.map((index, rank) => ({ rank, index })).filter((s) => s.index < t.actions[s.rank]!.length);
-      const what = stuck.map((s) => `rank ${s.rank} waits at ${formatAction(t.actions[s.rank]![s.index]!)}`).join(', ');
-      fail(t, `deadlock: ${what}, and no rank can send what they wait for`, stuck);
-    }
+  const stuck = runLists(t, (_, a) => {
+    if (a.op === 'RECV_F' && !sent.has(`F:${key(a.stage - 1, a.mb)}`)) return false;
+    if (a.op === 'RECV_B' && !sent.has(`B:${key(a.stage + 1, a.mb)}`)) return false;
+    if (a.op === 'SEND_F') sent.add(`F:${key(a.stage, a.mb)}`);
+    if (a.op === 'SEND_B') sent.add(`B:${key(a.stage, a.mb)}`);
+    return true;
+  });
+  if (stuck.length) {
+    const what = stuck.map((s) => `rank ${s.rank} waits at ${formatAction(t.actions[s.rank]![s.index]!)}`).join(', ');
+    fail(t, `deadlock: ${what}, and no rank can send what they wait for`, stuck);
   }
 }
 
