@@ -109,10 +109,13 @@ export class Engine implements Sink {
     }
   }
 
-  onData(peer: number, f: DataFrame, payload: Uint8Array): void {
+  /** A whole message; `payload` views a reused read buffer unless `owned`. */
+  onData(peer: number, f: DataFrame, payload: Uint8Array, owned = false): void {
     const s = this.slot(f.comm, peer, f.tag);
     const w = s.waiters.shift();
-    const m: Incoming = { dtype: f.dtype, bytes: payload, meta: f.meta, complete: true };
+    // Copied unless it goes straight into a posted buffer (a fresh copy is also aligned for view()).
+    const bytes = owned || w?.into ? payload : new Uint8Array(payload);
+    const m: Incoming = { dtype: f.dtype, bytes, meta: f.meta, complete: true };
     if (w) {
       this.deliver(w, m);
       this.tidySlot(f.comm, peer, f.tag, s);
@@ -265,7 +268,7 @@ export class Engine implements Sink {
     if (dst === this.rank) {
       // To oneself: a copy, delivered as if it had arrived.
       const copy = new Uint8Array(bytesOf(buf));
-      this.onData(dst, { kind: Kind.Data, comm, tag, dtype, bytes: copy.byteLength, chunks: 0, meta, payload: copy }, copy);
+      this.onData(dst, { kind: Kind.Data, comm, tag, dtype, bytes: copy.byteLength, chunks: 0, meta, payload: copy }, copy, true);
       return undefined;
     }
     const c = this.mesh.conns[dst];

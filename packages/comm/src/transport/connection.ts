@@ -3,11 +3,12 @@ import type WebSocket from 'ws';
 import { ProtocolError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Socket } from 'node:net';
+import { ownReads, type ReadTarget } from './reads.js';
 import { decodeFrame, encodeControl, encodeData, Kind, MAX_HEADER, wsFrame, wsHeader, type DataFrame, type Frame } from './frame.js';
 
 /** What a connection hands its frames to. */
 export interface Sink {
-  /** A whole message arrived (payload may view the receive buffer: copy what you keep). */
+  /** A whole message arrived (payload views a reused read buffer: copy what you keep). */
   onData(peer: number, f: DataFrame, payload: Uint8Array): void;
   /** A chunked message starts: return the bytes to fill (f.bytes long). */
   onChunkedBegin(peer: number, f: DataFrame): Uint8Array;
@@ -46,7 +47,7 @@ function sameProof(a: string, b: string): boolean {
  * One authenticated WebSocket between two ranks. Every frame before authentication other than the
  * handshake is refused; after it, data frames go to the sink in the order they were sent.
  */
-export class Connection {
+export class Connection implements ReadTarget {
   peer = -1;
   authenticated = false;
   closed = false;
@@ -128,13 +129,39 @@ export class Connection {
   private takeOver(): void {
     const sock = this.socket;
     for (const l of sock.listeners('data')) sock.removeListener('data', l as (b: Buffer) => void);
-    sock.on('data', (chunk: Buffer) => {
+    // Bytes that arrived with the upgrade response come as 'data'; the rest through ownReads when
+    // the socket was made by reads.ts (mesh.ts makes every socket so), else as 'data' too.
+    sock.on('data', (chunk: Buffer) => this.onBytes(chunk));
+    ownReads(sock, this);
+  }
+
+  /** ReadTarget: the payload of a raw chunk is read straight into the receive buffer. */
+  nextRead(scratch: Buffer): Uint8Array {
+    const f = this.frame;
+    const c = this.chunked;
+    if (f && !f.parts && c) return c.dest.subarray(c.filled, c.filled + f.left);
+    // Between the chunks of a message: read the next chunk's header alone, then its payload direct.
+    if (c && !f) return scratch.subarray(0, 14);
+    return scratch;
+  }
+
+  /** ReadTarget: `n` bytes of the current chunk landed in the receive buffer. */
+  onDirect(n: number): void {
+    this.heard = true;
+    const f = this.frame;
+    const c = this.chunked;
+    if (!f || f.parts || !c) return this.fail('bytes read into a receive buffer that no chunk was expecting');
+    f.left -= n;
+    f.at += n;
+    c.filled += n;
+    c.left -= n;
+    if (f.left === 0) {
       try {
-        this.onBytes(chunk);
+        this.endFrame();
       } catch (e) {
         this.fail(`unreadable stream: ${(e as Error).message}`);
       }
-    });
+    }
   }
 
   /** The stream cannot be read any further (framing lost): drop the connection. */
@@ -156,7 +183,16 @@ export class Connection {
     return Math.max(this.opts.chunkBytes, MAX_HEADER) + MAX_HEADER + 8;
   }
 
-  private onBytes(input: Buffer): void {
+  /** ReadTarget: bytes read into scratch (or delivered as 'data'); nothing here outlives the call. */
+  onBytes(input: Buffer): void {
+    try {
+      this.readFrames(input);
+    } catch (e) {
+      this.fail(`unreadable stream: ${(e as Error).message}`);
+    }
+  }
+
+  private readFrames(input: Buffer): void {
     this.heard = true;
     let chunk = input;
     if (this.rest) {
@@ -219,8 +255,12 @@ export class Connection {
         piece = un;
       }
       f.at += take;
-      if (f.parts) f.parts.push(piece);
-      else {
+      if (f.parts) {
+        // A frame read whole in this chunk is used in place; pieces of a longer one are kept (copied:
+        // the read buffer is reused).
+        if (f.left === 0 && f.parts.length === 0) f.parts.push(piece);
+        else f.parts.push(f.mask ? piece : Buffer.from(piece));
+      } else {
         const c = this.chunked!;
         c.dest.set(piece, c.filled);
         c.filled += piece.length;

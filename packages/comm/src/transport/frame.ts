@@ -6,7 +6,7 @@ import { ProtocolError } from '../errors.js';
 // that many raw WebSocket messages, back to back on the connection, so that its bytes are never
 // re-encoded or concatenated on the sending side.
 
-const packr = new Packr({ useRecords: false, moreTypes: false });
+const packr = new Packr({ useRecords: false, moreTypes: false, copyBuffers: true });
 
 /** Frame kinds. */
 export const enum Kind {

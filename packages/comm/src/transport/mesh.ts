@@ -1,8 +1,11 @@
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createTcpServer, type Server } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { CommError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Connection, type ConnectionOptions, type Sink } from './connection.js';
 import { Kind, MAX_HEADER, type Frame } from './frame.js';
+import { adoptWithReads, connectWithReads } from './reads.js';
 
 /** How a process joins the job's mesh. */
 export interface MeshOptions extends ConnectionOptions {
@@ -21,7 +24,8 @@ export interface MeshOptions extends ConnectionOptions {
  */
 export class Mesh {
   readonly conns: (Connection | null)[];
-  private server: WebSocketServer | null = null;
+  private server: Server | null = null;
+  private wss: WebSocketServer | null = null;
   private port = 0;
   private readonly registered = new Map<number, [string, number]>();
   private tableWaiter: ((t: [string, number][]) => void) | null = null;
@@ -36,14 +40,30 @@ export class Mesh {
   }
 
   private listen(port: number): Promise<void> {
+    // A TCP server whose sockets are rewrapped so that reads can go straight into receive buffers
+    // (reads.ts); an HTTP server that listens on nothing parses their upgrade requests, and ws
+    // completes the WebSocket handshake.
+    const wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: Math.max(this.opts.chunkBytes, MAX_HEADER) + MAX_HEADER + 8,
+      clientTracking: true,
+    });
+    const http = createHttpServer((_req, res) => {
+      res.writeHead(426, { 'Content-Type': 'text/plain', Connection: 'close' });
+      res.end('this port speaks WebSocket only (an hpdl job)\n');
+    });
+    http.on('upgrade', (req, socket, head) => {
+      wss.handleUpgrade(req, socket, head, (ws) => this.adopt(new Connection(ws, 'server', this.opts, this.sink)));
+    });
+    http.on('clientError', (_e, socket) => socket.destroy());
+    const server = createTcpServer({ pauseOnConnect: true, noDelay: true }, (accepted) => {
+      const socket = adoptWithReads(accepted);
+      if (socket) http.emit('connection', socket);
+    });
+    this.server = server;
+    this.wss = wss;
     return new Promise((resolve, reject) => {
-      const server = new WebSocketServer({
-        host: this.opts.listenHost,
-        port,
-        perMessageDeflate: false,
-        maxPayload: Math.max(this.opts.chunkBytes, MAX_HEADER) + MAX_HEADER + 8,
-        clientTracking: true,
-      });
       server.once('listening', () => {
         const addr = server.address();
         this.port = typeof addr === 'object' && addr ? addr.port : port;
@@ -52,8 +72,7 @@ export class Mesh {
       server.once('error', (e: NodeJS.ErrnoException) => {
         reject(new CommError(`rank ${this.opts.rank} cannot listen on ${this.opts.listenHost}:${port}: ${e.code === 'EADDRINUSE' ? 'the port is in use (is another job running on it?)' : e.message}`));
       });
-      server.on('connection', (ws) => this.adopt(new Connection(ws, 'server', this.opts, this.sink)));
-      this.server = server;
+      server.listen(port, this.opts.listenHost);
     });
   }
 
@@ -115,6 +134,8 @@ export class Mesh {
           // Masking guards browsers against proxy cache poisoning; between our own processes an
           // all-zero mask lets ws skip the copy that masking costs.
           generateMask: (mask: Buffer) => void mask.fill(0),
+          // A socket whose reads the connection can direct (reads.ts).
+          createConnection: ((o: { host?: string; port?: number }) => connectWithReads({ host: o.host ?? host, port: o.port ?? port, noDelay: true })) as never,
         });
         const c = new Connection(ws, 'client', this.opts, this.sink, rank);
         let opened = false;
@@ -174,6 +195,7 @@ export class Mesh {
   close(): void {
     this.stopped = true;
     for (const c of this.conns) c?.close();
+    this.wss?.close();
     this.server?.close();
   }
 }
