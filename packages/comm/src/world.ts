@@ -120,7 +120,7 @@ export async function init(opts: InitOptions = {}): Promise<World> {
       peerTimeoutMs: opts.peerTimeoutMs ?? envInt('HPDL_PEER_TIMEOUT_MS') ?? 30_000,
       maxMessageBytes: opts.maxMessageBytes ?? 2 ** 31 - 1,
       inlineBytes: 64 * 1024,
-      chunkBytes: 1024 * 1024,
+      chunkBytes: 4 * 1024 * 1024,
       highWaterBytes: 16 * 1024 * 1024,
       log,
     },

@@ -144,33 +144,46 @@ async function allreduceRecursiveDoubling(ch: Channel, buf: Buf, op: ReduceOp): 
 
 /**
  * Ring reduce-scatter on `buf` split into p blocks: after p-1 steps, rank r holds the reduced
- * block (r + shift) mod p. Sends and receives of each step overlap.
+ * block (r + shift) mod p. Every step's receives are posted before anything is sent, each into a
+ * scratch block of its own: a message that arrives before its receive is posted is read into fresh
+ * memory and copied again, which on loopback costs as much as the transfer. Sends and receives of
+ * each step overlap, and each segment is reduced as soon as it arrives.
  */
-async function ringReduceScatter(ch: Channel, buf: Buf, bounds: number[], op: ReduceOp, shift: number): Promise<void> {
+async function ringReduceScatter(ch: Channel, buf: Buf, bounds: number[], op: ReduceOp, shift: number, after?: () => void): Promise<void> {
   const { rank, size } = ch;
   const right = mod(rank + 1, size);
   const left = mod(rank - 1, size);
   let maxBlock = 0;
   for (let i = 0; i < size; i++) maxBlock = Math.max(maxBlock, bounds[i + 1]! - bounds[i]!);
-  const scratch = acquire(buf, maxBlock);
-  const tmp = scratch.buf;
+  const scratch = acquire(buf, maxBlock * (size - 1));
   const seg = Math.max(1, Math.floor(SEGMENT_BYTES / buf.BYTES_PER_ELEMENT));
+  const block = (s: number, off: number) => mod(rank + shift - s - off, size);
   try {
+    const recvs: Promise<Buf>[][] = [];
     for (let s = 0; s < size - 1; s++) {
-      const sb = mod(rank + shift - s - 1, size);
-      const rb = mod(rank + shift - s - 2, size);
+      const rb = block(s, 2);
+      const len = bounds[rb + 1]! - bounds[rb]!;
+      const tmp = scratch.buf.subarray(s * maxBlock, s * maxBlock + len) as Buf;
+      const step: Promise<Buf>[] = [];
+      for (let o = 0; o < len || o === 0; o += seg) step.push(ch.recv(left, tmp.subarray(o, Math.min(o + seg, len)) as Buf));
+      recvs.push(step);
+    }
+    // The caller's later receives from the same neighbour queue behind these (see allreduce).
+    after?.();
+    // When one fails the rest fail too: mark them handled, so that only the first error surfaces
+    // (an unhandled rejection would end the process before it could report).
+    for (const q of recvs.flat()) q.catch(() => {});
+    for (let s = 0; s < size - 1; s++) {
+      const sb = block(s, 1);
+      const rb = block(s, 2);
       const out = buf.subarray(bounds[sb]!, bounds[sb + 1]!) as Buf;
       const dst = buf.subarray(bounds[rb]!, bounds[rb + 1]!) as Buf;
-      // Segments: each is reduced as soon as it arrives, while the next ones are still arriving.
-      const recvs: Promise<Buf>[] = [];
-      for (let o = 0; o < dst.length || o === 0; o += seg) recvs.push(ch.recv(left, tmp.subarray(o, Math.min(o + seg, dst.length)) as Buf));
       const sends: Promise<void>[] = [];
       for (let o = 0; o < out.length || o === 0; o += seg) sends.push(ch.send(right, out.subarray(o, Math.min(o + seg, out.length)) as Buf));
-      // When one fails the rest fail too: mark them handled, so that only the first error surfaces
-      // (an unhandled rejection would end the process before it could report).
-      for (const q of [...recvs, ...sends]) q.catch(() => {});
-      for (let i = 0; i < recvs.length; i++) {
-        const got = await recvs[i]!;
+      for (const q of sends) q.catch(() => {});
+      const step = recvs[s]!;
+      for (let i = 0; i < step.length; i++) {
+        const got = await step[i]!;
         reduceInto(dst.subarray(i * seg, i * seg + got.length) as Buf, got, op);
       }
       await Promise.all(sends);
@@ -181,17 +194,32 @@ async function ringReduceScatter(ch: Channel, buf: Buf, bounds: number[], op: Re
 }
 
 /** Size of the pieces a ring step's block is sent in, so reduction overlaps reception. */
-export const SEGMENT_BYTES = 1024 * 1024;
+export const SEGMENT_BYTES = 4 * 1024 * 1024;
 
-/** Ring allgather on `buf` split into p blocks, rank r starting with block (r + shift) mod p. */
-async function ringAllgather(ch: Channel, buf: Buf, bounds: number[], shift: number): Promise<void> {
+/** Posts the receives of a ring allgather on `buf` (see ringAllgather), in step order. */
+function postAllgather(ch: Channel, buf: Buf, bounds: number[], shift: number): Promise<Buf>[] {
+  const { rank, size } = ch;
+  const left = mod(rank - 1, size);
+  const recvs: Promise<Buf>[] = [];
+  for (let s = 0; s < size - 1; s++) {
+    const rb = mod(rank + shift - s - 1, size);
+    recvs.push(ch.recv(left, buf.subarray(bounds[rb]!, bounds[rb + 1]!) as Buf));
+  }
+  for (const q of recvs) q.catch(() => {});
+  return recvs;
+}
+
+/**
+ * Ring allgather on `buf` split into p blocks, rank r starting with block (r + shift) mod p.
+ * Receives are posted up front (straight into their blocks), or were by the caller.
+ */
+async function ringAllgather(ch: Channel, buf: Buf, bounds: number[], shift: number, posted?: Promise<Buf>[]): Promise<void> {
   const { rank, size } = ch;
   const right = mod(rank + 1, size);
-  const left = mod(rank - 1, size);
+  const recvs = posted ?? postAllgather(ch, buf, bounds, shift);
   for (let s = 0; s < size - 1; s++) {
     const sb = mod(rank + shift - s, size);
-    const rb = mod(rank + shift - s - 1, size);
-    await exchange(ch, right, buf.subarray(bounds[sb]!, bounds[sb + 1]!) as Buf, left, buf.subarray(bounds[rb]!, bounds[rb + 1]!) as Buf);
+    await Promise.all([ch.send(right, buf.subarray(bounds[sb]!, bounds[sb + 1]!) as Buf), recvs[s]!]);
   }
 }
 
@@ -202,8 +230,12 @@ export async function allreduce(ch: Channel, buf: Buf, op: ReduceOp): Promise<vo
     if (buf.byteLength < SMALL_BYTES || buf.length < size) await allreduceRecursiveDoubling(ch, buf, op);
     else {
       const bounds = blocks(buf.length, size);
-      await ringReduceScatter(ch, buf, bounds, op, 1);
-      await ringAllgather(ch, buf, bounds, 1);
+      // The allgather's receives are posted with the reduce-scatter's, straight into their blocks.
+      // The first can arrive while this rank still reduces, but only into the one block the
+      // reduce-scatter neither reduces into nor sends late: (rank + shift - 1) mod p, sent at step 0.
+      let gathered: Promise<Buf>[] = [];
+      await ringReduceScatter(ch, buf, bounds, op, 1, () => (gathered = postAllgather(ch, buf, bounds, 1)));
+      await ringAllgather(ch, buf, bounds, 1, gathered);
     }
   }
   if (op === 'avg') finishAvg(buf, size);

@@ -1,5 +1,6 @@
 import type { Buf } from '../dtypes.js';
 import { CommUsageError } from '../errors.js';
+import { addSimd } from './simd.js';
 
 /** Reduction operators, as MPI's MPI_SUM, MPI_MAX, ... (avg divides the sum by the group size). */
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min' | 'prod';
@@ -20,7 +21,7 @@ export function reduceInto(dst: Buf, src: Buf, op: ReduceOp): void {
     case 'sum':
     case 'avg':
       if (dst instanceof Uint8Array) for (let i = 0; i < n; i++) d[i] = (d[i]! + s[i]!) & 0xff;
-      else for (let i = 0; i < n; i++) d[i]! += s[i]!;
+      else if (!addSimd(d, s)) for (let i = 0; i < n; i++) d[i]! += s[i]!;
       break;
     case 'prod':
       if (dst instanceof Uint8Array) for (let i = 0; i < n; i++) d[i] = (d[i]! * s[i]!) & 0xff;

@@ -463,15 +463,21 @@ export class Connection implements ReadTarget {
     if (this.queued === 0 && this.pendingBytes + bytes.byteLength <= this.opts.highWaterBytes && !this.closed && this.ws.readyState === 1) {
       // Nothing ahead of it and room under the high-water mark: the whole message goes to the socket
       // now, not after the caller's next await (a pipeline stage computes right after sending).
+      // Corked: the announcement and every chunk leave in one writev (a separate small write costs
+      // the receiver a wake-up of its own).
       const chunks = Math.ceil(bytes.byteLength / chunkBytes);
+      const sock = this.socket;
+      sock.cork();
       this.sendRaw(encodeData(comm, tag, dtype, bytes.byteLength, chunks, meta));
-      return new Promise<void>((resolve, reject) => {
+      const done = new Promise<void>((resolve, reject) => {
         for (let off = 0; off < bytes.byteLength; off += chunkBytes) {
           const end = Math.min(off + chunkBytes, bytes.byteLength);
           if (end < bytes.byteLength) this.sendChunk(bytes.subarray(off, end));
           else this.sendChunk(bytes.subarray(off, end), (e) => (e ? reject(e) : resolve()));
         }
       });
+      sock.uncork();
+      return done;
     }
     this.queued++;
     const p = this.sendQueue.then(async () => {
