@@ -238,7 +238,8 @@ export class Communicator {
 
   /**
    * Reduces everyone's `buf` and leaves the result in every rank's `buf` (in place): recursive
-   * doubling below 64 KiB, ring reduce-scatter + allgather above.
+   * doubling below 64 KiB; above, Rabenseifner's halving/doubling for a power-of-two rank count and
+   * ring reduce-scatter + allgather otherwise.
    */
   async allreduce<B extends Buf>(buf: B, op: ReduceOp = 'sum', o?: OpOptions): Promise<B> {
     checkOp(op);

@@ -223,11 +223,65 @@ async function ringAllgather(ch: Channel, buf: Buf, bounds: number[], shift: num
   }
 }
 
-/** Allreduce in place: recursive doubling for small messages, ring reduce-scatter + allgather for large. */
+/**
+ * Rabenseifner's allreduce for a power-of-two rank count: reduce-scatter by recursive halving (the
+ * partner at distance p/2, then p/4, ...; each step exchanges half of what is left), then allgather
+ * by recursive doubling in the reverse order. It moves the same bytes as the ring, in log2(p) steps
+ * each way instead of p - 1, which matters when ranks share cores and every step costs wake-ups.
+ * All receives are posted first: the reduce-scatter's into scratch, the allgather's straight into
+ * the blocks they fill (a partner sends those only after it has all of this rank's data for them).
+ */
+async function allreduceHalving(ch: Channel, buf: Buf, op: ReduceOp): Promise<void> {
+  const { rank, size } = ch;
+  const bounds = blocks(buf.length, size);
+  const part = ([lo, hi]: [number, number]) => buf.subarray(bounds[lo]!, bounds[hi]!) as Buf;
+  const steps: { partner: number; keep: [number, number]; give: [number, number] }[] = [];
+  let range: [number, number] = [0, size];
+  for (let mask = size >> 1; mask >= 1; mask >>= 1) {
+    const mid = (range[0] + range[1]) >> 1;
+    const lower = (rank & mask) === 0;
+    const keep: [number, number] = lower ? [range[0], mid] : [mid, range[1]];
+    steps.push({ partner: rank ^ mask, keep, give: lower ? [mid, range[1]] : [range[0], mid] });
+    range = keep;
+  }
+  let total = 0;
+  for (const st of steps) total += bounds[st.keep[1]]! - bounds[st.keep[0]]!;
+  const scratch = acquire(buf, total);
+  try {
+    let off = 0;
+    const halves = steps.map((st) => {
+      const len = bounds[st.keep[1]]! - bounds[st.keep[0]]!;
+      const q = ch.recv(st.partner, scratch.buf.subarray(off, off + len) as Buf);
+      off += len;
+      return q;
+    });
+    const gathered = steps.map((st) => ch.recv(st.partner, part(st.give))).reverse();
+    for (const q of [...halves, ...gathered]) q.catch(() => {});
+    for (let i = 0; i < steps.length; i++) {
+      const st = steps[i]!;
+      const sent = ch.send(st.partner, part(st.give));
+      sent.catch(() => {});
+      reduceInto(part(st.keep), await halves[i]!, op);
+      await sent;
+    }
+    for (let i = steps.length - 1; i >= 0; i--) {
+      const st = steps[i]!;
+      await Promise.all([ch.send(st.partner, part(st.keep)), gathered[steps.length - 1 - i]!]);
+    }
+  } finally {
+    scratch.release();
+  }
+}
+
+/**
+ * Allreduce in place: recursive doubling for small messages; for large ones Rabenseifner's when the
+ * rank count is a power of two, else ring reduce-scatter + allgather.
+ */
 export async function allreduce(ch: Channel, buf: Buf, op: ReduceOp): Promise<void> {
   const { size } = ch;
   if (size > 1) {
     if (buf.byteLength < SMALL_BYTES || buf.length < size) await allreduceRecursiveDoubling(ch, buf, op);
+    else if ((size & (size - 1)) === 0) await allreduceHalving(ch, buf, op);
     else {
       const bounds = blocks(buf.length, size);
       // The allgather's receives are posted with the reduce-scatter's, straight into their blocks.
