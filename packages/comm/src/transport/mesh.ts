@@ -7,6 +7,9 @@ import { Connection, type ConnectionOptions, type Sink } from './connection.js';
 import { Kind, MAX_HEADER, type Frame } from './frame.js';
 import { adoptWithReads, connectWithReads } from './reads.js';
 
+/** Time a dialling peer has to complete its HTTP upgrade request. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
 /** How a process joins the job's mesh. */
 export interface MeshOptions extends ConnectionOptions {
   size: number;
@@ -59,7 +62,11 @@ export class Mesh {
     http.on('clientError', (_e, socket) => socket.destroy());
     const server = createTcpServer({ pauseOnConnect: true, noDelay: true }, (accepted) => {
       const socket = adoptWithReads(accepted);
-      if (socket) http.emit('connection', socket);
+      if (!socket) return;
+      // The unbound HTTP server enforces no header timeout: a peer that never finishes its upgrade
+      // request is dropped here (ws clears the timeout once the WebSocket is open).
+      socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy());
+      http.emit('connection', socket);
     });
     this.server = server;
     this.wss = wss;
