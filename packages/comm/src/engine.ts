@@ -255,6 +255,8 @@ export class Engine implements Sink {
   // One periodic sweep over the receives still waiting enforces their timeouts: a timer, or even a
   // set entry, per message cost more than the message on the loopback benchmark.
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** Sends still being written that have a deadline (large messages; small ones complete at once). */
+  private readonly sending = new Set<{ deadline: number; timeoutMs: number; op: string; reject(e: Error): void }>();
   private armSweep(): void {
     this.sweepTimer = setInterval(() => {
       const now = Date.now();
@@ -279,6 +281,14 @@ export class Engine implements Sink {
           m.waiter = undefined;
           this.settle(w, new CommTimeoutError(w.op, w.timeoutMs!));
         }
+      }
+      for (const q of this.sending) {
+        if (now < q.deadline) {
+          waiting++;
+          continue;
+        }
+        this.sending.delete(q);
+        q.reject(new CommTimeoutError(q.op, q.timeoutMs));
       }
       if (waiting === 0) {
         clearInterval(this.sweepTimer!);
@@ -312,12 +322,21 @@ export class Engine implements Sink {
       throw this.lost.has(dst) ? new PeerLostError(dst, op, this.lost.get(dst)!) : new PeerLostError(dst, op, e.message);
     });
     if (!Number.isFinite(timeoutMs)) return sending;
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([
-      sending,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new CommTimeoutError(op, timeoutMs)), timeoutMs);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    // The deadline is enforced by the periodic sweep (a timer per message costs more than the send).
+    return new Promise<void>((resolve, reject) => {
+      const q = { deadline: Date.now() + timeoutMs, timeoutMs, op, reject };
+      this.sending.add(q);
+      if (!this.sweepTimer) this.armSweep();
+      sending.then(
+        () => {
+          this.sending.delete(q);
+          resolve();
+        },
+        (e: Error) => {
+          this.sending.delete(q);
+          reject(e);
+        },
+      );
+    });
   }
 }

@@ -62,6 +62,17 @@ describe('faults', () => {
     }
   }, 30_000);
 
+  it('a send given a timeout fails naming it when the receiver does not read; the message still arrives', async () => {
+    const r = await runJob('faults.mjs', 2, { env: { FAULT: 'send-timeout' } });
+    expect(r.code).toBe(0);
+    const send = r.reports.find((x) => x.rank === 0 && x.what === 'send with timeout')!;
+    expect(send.error).toBe('CommTimeoutError');
+    expect(send.message).toMatch(/send to rank 1 \(tag 6\) did not complete within 400 ms/);
+    expect(send.ms).toBeLessThan(2000); // rank 1 reads again only after 2.5 s
+    expect(r.reports.find((x) => x.rank === 1 && x.what === 'receive after the sender gave up')).toMatchObject({ ok: true });
+    expect(r.reports.filter((x) => x.what === 'barrier after' && x.ok)).toHaveLength(2);
+  }, 30_000);
+
   it('debug mode reports collectives that disagree instead of hanging, and the job goes on', async () => {
     const r = await runJob('faults.mjs', 3, { env: { FAULT: 'mismatch', HPDL_DEBUG: 'DETAIL' } });
     expect(r.code).toBe(0);
