@@ -74,7 +74,8 @@ const UNEXPECTED_LIMIT = 256 * 1024 * 1024;
  */
 export class Engine implements Sink {
   readonly lost = new Map<number, string>();
-  private readonly slots = new Map<string, Slot>();
+  // Per communicator, slots keyed by tag * size + source (numbers: no key string per message).
+  private readonly slots = new Map<string, Map<number, Slot>>();
   private readonly unexpected: number[];
   private readonly paused: boolean[];
   private readonly pool = new ScratchPool(64 * 1024 * 1024);
@@ -86,17 +87,22 @@ export class Engine implements Sink {
   }
 
   private slot(comm: string, src: number, tag: number): Slot {
-    const key = `${comm}\u0000${src}\u0000${tag}`;
-    let s = this.slots.get(key);
+    let m = this.slots.get(comm);
+    if (!m) {
+      m = new Map();
+      this.slots.set(comm, m);
+    }
+    const key = tag * this.size + src;
+    let s = m.get(key);
     if (!s) {
       s = { msgs: [], waiters: [] };
-      this.slots.set(key, s);
+      m.set(key, s);
     }
     return s;
   }
 
   private tidySlot(comm: string, src: number, tag: number, s: Slot): void {
-    if (s.msgs.length === 0 && s.waiters.length === 0) this.slots.delete(`${comm}\u0000${src}\u0000${tag}`);
+    if (s.msgs.length === 0 && s.waiters.length === 0) this.slots.get(comm)?.delete(tag * this.size + src);
   }
 
   private deliver(w: Waiter, m: Incoming): void {
@@ -198,7 +204,7 @@ export class Engine implements Sink {
     this.mesh?.conns.forEach((c, r) => {
       if (c && !c.closed && r !== rank) c.sendControl({ kind: Kind.Lost, rank, reason });
     });
-    for (const [key, s] of this.slots) {
+    for (const [key, s] of this.allSlots()) {
       const keep: Waiter[] = [];
       for (const w of s.waiters) {
         if (w.group.includes(rank)) this.settle(w, new PeerLostError(rank, w.op, reason));
@@ -211,8 +217,13 @@ export class Engine implements Sink {
           m.waiter = undefined;
         }
       }
-      if (s.waiters.length === 0 && s.msgs.length === 0) this.slots.delete(key);
+      if (s.waiters.length === 0 && s.msgs.length === 0) key.map.delete(key.key);
     }
+  }
+
+  /** Every slot, with where it lives (safe to delete while iterating). */
+  private *allSlots(): Generator<[{ map: Map<number, Slot>; key: number }, Slot]> {
+    for (const map of this.slots.values()) for (const [key, s] of [...map]) yield [{ map, key }, s];
   }
 
   /** Throws if any rank of a group is lost. */
@@ -261,7 +272,7 @@ export class Engine implements Sink {
     this.sweepTimer = setInterval(() => {
       const now = Date.now();
       let waiting = 0;
-      for (const s of this.slots.values()) {
+      for (const [, s] of this.allSlots()) {
         for (const w of [...s.waiters]) {
           if (w.deadline == null) continue;
           if (now < w.deadline) {

@@ -4,7 +4,7 @@ import { ProtocolError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Socket } from 'node:net';
 import { ownReads, type ReadTarget } from './reads.js';
-import { decodeFrame, encodeControl, encodeData, Kind, MAX_HEADER, wsFrame, wsHeader, type DataFrame, type Frame } from './frame.js';
+import { decodeFrame, encodeControl, encodeData, Kind, MAX_HEADER, wsData, wsFrame, wsHeader, type DataFrame, type Frame } from './frame.js';
 
 /** What a connection hands its frames to. */
 export interface Sink {
@@ -184,27 +184,29 @@ export class Connection implements ReadTarget {
   }
 
   /** ReadTarget: bytes read into scratch (or delivered as 'data'); nothing here outlives the call. */
-  onBytes(input: Buffer): void {
+  onBytes(input: Buffer, end = input.length): void {
     try {
-      this.readFrames(input);
+      this.readFrames(input, end);
     } catch (e) {
       this.fail(`unreadable stream: ${(e as Error).message}`);
     }
   }
 
-  private readFrames(input: Buffer): void {
+  private readFrames(input: Buffer, inputEnd: number): void {
     this.heard = true;
     let chunk = input;
+    let end = inputEnd;
     if (this.rest) {
-      chunk = Buffer.concat([this.rest, input]);
+      chunk = Buffer.concat([this.rest, input.subarray(0, inputEnd)]);
+      end = chunk.length;
       this.rest = null;
     }
     let off = 0;
-    while (off < chunk.length) {
+    while (off < end) {
       if (!this.frame) {
-        const n = chunk.length - off;
+        const n = end - off;
         if (n < 2) {
-          this.rest = Buffer.from(chunk.subarray(off));
+          this.rest = Buffer.from(chunk.subarray(off, end));
           return;
         }
         const b0 = chunk[off]!;
@@ -216,18 +218,18 @@ export class Connection implements ReadTarget {
         let len = b1 & 0x7f;
         let h = 2;
         if (len === 126) {
-          if (n < 4) return void (this.rest = Buffer.from(chunk.subarray(off)));
+          if (n < 4) return void (this.rest = Buffer.from(chunk.subarray(off, end)));
           len = chunk.readUInt16BE(off + 2);
           h = 4;
         } else if (len === 127) {
-          if (n < 10) return void (this.rest = Buffer.from(chunk.subarray(off)));
+          if (n < 10) return void (this.rest = Buffer.from(chunk.subarray(off, end)));
           const big = chunk.readBigUInt64BE(off + 2);
           if (big > BigInt(this.maxFrame)) return this.fail(`a frame of ${big} bytes (limit ${this.maxFrame})`);
           len = Number(big);
           h = 10;
         }
         if (len > this.maxFrame) return this.fail(`a frame of ${len} bytes (limit ${this.maxFrame})`);
-        if (masked && n < h + 4) return void (this.rest = Buffer.from(chunk.subarray(off)));
+        if (masked && n < h + 4) return void (this.rest = Buffer.from(chunk.subarray(off, end)));
         let mask: Buffer | null = null;
         if (masked) {
           const k = chunk.subarray(off + h, off + h + 4);
@@ -245,7 +247,7 @@ export class Connection implements ReadTarget {
         continue;
       }
       const f = this.frame;
-      const take = Math.min(f.left, chunk.length - off);
+      const take = Math.min(f.left, end - off);
       let piece = chunk.subarray(off, off + take);
       off += take;
       f.left -= take;
@@ -453,11 +455,12 @@ export class Connection implements ReadTarget {
       })();
     };
     // Messages leave in order, and a chunked one leaves whole: later sends wait behind it.
-    if (this.queued === 0 && bytes.byteLength <= inlineBytes && this.pendingBytes < this.opts.highWaterBytes) {
+    if (this.queued === 0 && bytes.byteLength <= inlineBytes && this.pendingBytes < this.opts.highWaterBytes && this.socket.writableLength < this.opts.highWaterBytes) {
       // Fast path: the payload is copied into the frame, so the caller's buffer is free at once;
-      // a failed write kills the connection, which fails what depends on the peer.
+      // a failed write kills the connection, which fails what depends on the peer. Nothing waits
+      // on the write: the socket's own count of unwritten bytes bounds this path.
       if (this.closed || this.ws.readyState !== 1) return Promise.reject(new ProtocolError('connection is closed'));
-      this.sendRaw(encodeData(comm, tag, dtype, bytes.byteLength, 0, meta, bytes));
+      this.socket.write(wsData(this.side === 'client', comm, tag, dtype, bytes.byteLength, 0, meta, bytes));
       return null;
     }
     if (this.queued === 0 && this.pendingBytes + bytes.byteLength <= this.opts.highWaterBytes && !this.closed && this.ws.readyState === 1) {

@@ -114,14 +114,49 @@ function be32(out: Uint8Array, o: number, v: number): number {
  * hot path, and msgpackr encodes only the optional object.
  */
 export function encodeData(comm: string, tag: number, dtype: number, bytes: number, chunks: number, meta: unknown, payload?: Uint8Array): Buffer {
+  return writeData(null, comm, tag, dtype, bytes, chunks, meta, payload);
+}
+
+/** encodeData's frame as a whole WebSocket message, header included, in one new buffer (one write). */
+export function wsData(masked: boolean, comm: string, tag: number, dtype: number, bytes: number, chunks: number, meta: unknown, payload?: Uint8Array): Buffer {
+  return writeData(masked, comm, tag, dtype, bytes, chunks, meta, payload);
+}
+
+/** The header of a final binary WebSocket frame of `len` bytes (all-zero mask key), written at 0; returns its size. */
+function wsHeaderAt(out: Uint8Array, len: number, masked: boolean): number {
+  out[0] = 0x82;
+  let o = 2;
+  if (len < 126) out[1] = len;
+  else if (len < 65536) {
+    out[1] = 126;
+    out[2] = len >>> 8;
+    out[3] = len & 0xff;
+    o = 4;
+  } else {
+    out[1] = 127;
+    out[2] = out[3] = out[4] = out[5] = 0;
+    o = be32(out, 6, len);
+  }
+  if (masked) {
+    out[1]! |= 0x80;
+    out[o] = out[o + 1] = out[o + 2] = out[o + 3] = 0;
+    o += 4;
+  }
+  return o;
+}
+
+function writeData(masked: boolean | null, comm: string, tag: number, dtype: number, bytes: number, chunks: number, meta: unknown, payload?: Uint8Array): Buffer {
   const c = commBytes(comm);
   const m = meta === undefined ? null : packr.pack(meta);
   const hl = 1 + 1 + 2 + c.length + 5 + 1 + 5 + 5 + (m ? m.length : 0);
   const pl = payload?.byteLength ?? 0;
-  const out = Buffer.allocUnsafe(WS_RESERVE + 4 + hl + pl);
+  const len = 4 + hl + pl;
+  const hs = masked == null ? WS_RESERVE : (len < 126 ? 2 : len < 65536 ? 4 : 10) + (masked ? 4 : 0);
+  const out = Buffer.allocUnsafe(hs + len);
+  if (masked != null) wsHeaderAt(out, len, masked);
   // Plain byte stores: Buffer's write methods inline into a graph several times larger, and this
   // function's optimisation is part of every job's warm-up.
-  let o = WS_RESERVE;
+  let o = hs;
   out[o++] = hl & 0xff;
   out[o++] = (hl >>> 8) & 0xff;
   out[o++] = (hl >>> 16) & 0xff;
@@ -143,7 +178,7 @@ export function encodeData(comm: string, tag: number, dtype: number, bytes: numb
     o += m.length;
   }
   if (pl) out.set(payload!, o);
-  return out.subarray(WS_RESERVE);
+  return masked == null ? out.subarray(WS_RESERVE) : out;
 }
 
 // The last communicator name decoded: consecutive messages nearly always share it.

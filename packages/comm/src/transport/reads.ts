@@ -11,8 +11,8 @@ export interface ReadTarget {
   nextRead(scratch: Buffer): Uint8Array;
   /** `n` bytes were read straight into the destination buffer nextRead returned. */
   onDirect(n: number): void;
-  /** Bytes read into scratch: valid only during the call. */
-  onBytes(chunk: Buffer): void;
+  /** Bytes read into scratch, `chunk[0, end)`: valid only during the call. */
+  onBytes(chunk: Buffer, end: number): void;
 }
 
 const SCRATCH_BYTES = 64 * 1024;
@@ -34,7 +34,7 @@ class Reads {
     callback: (n: number): void => {
       const t = this.target;
       if (this.lastDirect) t!.onDirect(n);
-      else if (t) t.onBytes(this.scratch.subarray(0, n));
+      else if (t) t.onBytes(this.scratch, n);
       // Before a connection owns the socket (the HTTP upgrade), bytes go out as ordinary 'data'.
       else this.socket?.emit('data', Buffer.from(this.scratch.subarray(0, n)));
     },
