@@ -228,6 +228,7 @@ export class Engine implements Sink {
 
   /** Throws if any rank of a group is lost. */
   checkAlive(group: readonly number[], op: string): void {
+    if (this.lost.size === 0) return;
     // In the order ranks were lost: the first is the cause, later ones often its consequence.
     for (const [r, why] of this.lost) if (group.includes(r)) throw new PeerLostError(r, op, why);
   }

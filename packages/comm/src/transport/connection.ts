@@ -242,6 +242,13 @@ export class Connection implements ReadTarget {
         // Raw chunks of a chunked message go straight into the receive buffer.
         const direct = opcode === 2 && this.chunked != null && mask == null;
         if (direct && len > this.chunked!.left) return this.fail(`a chunk of ${len} bytes overruns a message with ${this.chunked!.left} bytes left`);
+        if (!direct && mask == null && end - off >= len) {
+          // The common case: a whole unmasked frame in this read, handled in place.
+          const data = chunk.subarray(off, off + len);
+          off += len;
+          this.frameDone(opcode, data);
+          continue;
+        }
         this.frame = { opcode, left: len, mask, at: 0, parts: direct ? null : [] };
         if (len === 0) this.endFrame();
         continue;
@@ -283,11 +290,14 @@ export class Connection implements ReadTarget {
       }
       return;
     }
-    const data = f.parts.length === 1 ? f.parts[0]! : Buffer.concat(f.parts);
-    switch (f.opcode) {
+    this.frameDone(f.opcode, f.parts.length === 1 ? f.parts[0]! : Buffer.concat(f.parts));
+  }
+
+  private frameDone(opcode: number, data: Buffer): void {
+    switch (opcode) {
       case 1:
       case 2:
-        return this.receive(data, f.opcode === 2);
+        return this.receive(data, opcode === 2);
       case 9: // ping: answer with the same payload
         return this.writeControl(0xa, data);
       case 10:
