@@ -3,6 +3,7 @@
 // messages are private to one collective call.
 import { alloc, dtypeCode, type Buf } from '../dtypes.js';
 import { finishAvg, reduceInto, type ReduceOp } from './ops.js';
+import { Arena, type Summable } from './simd.js';
 
 /** The point-to-point pair one collective call runs on (ranks are communicator ranks). */
 export interface Channel {
@@ -29,23 +30,49 @@ const mod = (a: number, p: number) => ((a % p) + p) % p;
 // Scratch memory for reductions, reused across calls. Fresh large allocations are not free: the
 // first write to each page faults, and on our machines that costs about 2 ms per MiB (16 ms for
 // the 8 MiB a 16 MiB allreduce receives into at p = 2, against 0.2 ms into memory used before).
-// Collectives may run concurrently on several communicators: each call takes its own buffer.
-const pool: ArrayBuffer[] = [];
+// Where WebAssembly SIMD runs, scratch is WebAssembly memory (simd.ts), so that blocks received
+// into it are summed in place. Collectives may run concurrently on several communicators: each
+// call takes its own buffer. A call that fails does not give its buffer back: a message it was
+// waiting for may still arrive into it.
+interface Pooled {
+  bytes: number;
+  buffer: ArrayBuffer;
+  arena: Arena | null;
+}
+const pool: Pooled[] = [];
 const POOL_MAX = 4;
 
+interface Scratch {
+  buf: Buf;
+  arena: Arena | null;
+  release(): void;
+}
+
 /** A scratch typed array of `length` elements like `like`, from the pool when one is big enough. */
-function acquire(like: Buf, length: number): { buf: Buf; release: () => void } {
-  const bytes = length * like.BYTES_PER_ELEMENT;
-  const i = pool.findIndex((ab) => ab.byteLength >= bytes);
-  const ab = i >= 0 ? pool.splice(i, 1)[0]! : new ArrayBuffer(Math.max(bytes, 8));
+function acquire(like: Buf, length: number): Scratch {
+  const bytes = Math.max(length * like.BYTES_PER_ELEMENT, 8);
+  const i = pool.findIndex((e) => e.bytes >= bytes);
+  let e = i >= 0 ? pool.splice(i, 1)[0]! : undefined;
+  if (!e) {
+    const arena = Arena.create(bytes);
+    e = arena ? { bytes, buffer: arena.buffer, arena } : { bytes, buffer: new ArrayBuffer(bytes), arena: null };
+  }
+  const entry = e;
   const ctor = like.constructor as new (b: ArrayBuffer, o: number, n: number) => Buf;
   return {
-    buf: new ctor(ab, 0, length),
+    buf: new ctor(entry.buffer, 0, length),
+    arena: entry.arena,
     release: () => {
-      pool.push(ab);
-      if (pool.length > POOL_MAX) pool.sort((a, b) => b.byteLength - a.byteLength).pop();
+      pool.push(entry);
+      if (pool.length > POOL_MAX) pool.sort((a, b) => b.bytes - a.bytes).pop();
     },
   };
+}
+
+/** acc op= other, where acc is scratch: sums run in place in WebAssembly memory when they can. */
+function accumulate(scratch: Scratch, acc: Buf, other: Buf, op: ReduceOp): void {
+  if ((op === 'sum' || op === 'avg') && scratch.arena?.add(acc as Summable, other as Summable)) return;
+  reduceInto(acc, other, op); // every operator is commutative: acc holds the other rank's part
 }
 
 async function exchange(ch: Channel, dst: number, out: Buf, src: number, into?: Buf): Promise<Buf> {
@@ -89,20 +116,17 @@ export async function reduce(ch: Channel, buf: Buf, root: number, op: ReduceOp):
   const acc = rel === 0 ? buf : (buf.slice() as Buf);
   const scratch = acquire(buf, buf.length);
   const tmp = scratch.buf;
-  try {
-    for (let mask = 1; mask < size; mask <<= 1) {
-      if (rel & mask) {
-        await ch.send(mod(rel - mask + root, size), acc);
-        break;
-      }
-      if (rel + mask < size) {
-        await ch.recv(mod(rel + mask + root, size), tmp);
-        reduceInto(acc, tmp, op);
-      }
+  for (let mask = 1; mask < size; mask <<= 1) {
+    if (rel & mask) {
+      await ch.send(mod(rel - mask + root, size), acc);
+      break;
     }
-  } finally {
-    scratch.release();
+    if (rel + mask < size) {
+      await ch.recv(mod(rel + mask + root, size), tmp);
+      reduceInto(acc, tmp, op);
+    }
   }
+  scratch.release(); // not on failure: a message may still arrive into it
   if (rel === 0 && op === 'avg') finishAvg(buf, size);
 }
 
@@ -143,13 +167,15 @@ async function allreduceRecursiveDoubling(ch: Channel, buf: Buf, op: ReduceOp): 
 }
 
 /**
- * Ring reduce-scatter on `buf` split into p blocks: after p-1 steps, rank r holds the reduced
- * block (r + shift) mod p. Every step's receives are posted before anything is sent, each into a
- * scratch block of its own: a message that arrives before its receive is posted is read into fresh
- * memory and copied again, which on loopback costs as much as the transfer. Sends and receives of
- * each step overlap, and each segment is reduced as soon as it arrives.
+ * Ring reduce-scatter of `buf` split into p blocks, leaving `buf` as it is: after p-1 steps the
+ * reduction of block (rank + shift) mod p is in the returned scratch (the caller copies it out and
+ * releases the scratch). Every step's receives are posted before anything is sent, each into a
+ * scratch block of its own: a message that arrives before its receive is posted is read into other
+ * memory and copied again. Each step's received block is reduced with this rank's block where it
+ * landed, and sent on from there in the next step; sends and receives of a step overlap, and each
+ * segment is reduced as soon as it arrives.
  */
-async function ringReduceScatter(ch: Channel, buf: Buf, bounds: number[], op: ReduceOp, shift: number, after?: () => void): Promise<void> {
+async function ringReduceScatter(ch: Channel, buf: Buf, bounds: number[], op: ReduceOp, shift: number, after?: () => void): Promise<{ result: Buf; scratch: Scratch }> {
   const { rank, size } = ch;
   const right = mod(rank + 1, size);
   const left = mod(rank - 1, size);
@@ -158,39 +184,41 @@ async function ringReduceScatter(ch: Channel, buf: Buf, bounds: number[], op: Re
   const scratch = acquire(buf, maxBlock * (size - 1));
   const seg = Math.max(1, Math.floor(SEGMENT_BYTES / buf.BYTES_PER_ELEMENT));
   const block = (s: number, off: number) => mod(rank + shift - s - off, size);
-  try {
-    const recvs: Promise<Buf>[][] = [];
-    for (let s = 0; s < size - 1; s++) {
-      const rb = block(s, 2);
-      const len = bounds[rb + 1]! - bounds[rb]!;
-      const tmp = scratch.buf.subarray(s * maxBlock, s * maxBlock + len) as Buf;
-      const step: Promise<Buf>[] = [];
-      for (let o = 0; o < len || o === 0; o += seg) step.push(ch.recv(left, tmp.subarray(o, Math.min(o + seg, len)) as Buf));
-      recvs.push(step);
-    }
-    // The caller's later receives from the same neighbour queue behind these (see allreduce).
-    after?.();
-    // When one fails the rest fail too: mark them handled, so that only the first error surfaces
-    // (an unhandled rejection would end the process before it could report).
-    for (const q of recvs.flat()) q.catch(() => {});
-    for (let s = 0; s < size - 1; s++) {
-      const sb = block(s, 1);
-      const rb = block(s, 2);
-      const out = buf.subarray(bounds[sb]!, bounds[sb + 1]!) as Buf;
-      const dst = buf.subarray(bounds[rb]!, bounds[rb + 1]!) as Buf;
-      const sends: Promise<void>[] = [];
-      for (let o = 0; o < out.length || o === 0; o += seg) sends.push(ch.send(right, out.subarray(o, Math.min(o + seg, out.length)) as Buf));
-      for (const q of sends) q.catch(() => {});
-      const step = recvs[s]!;
-      for (let i = 0; i < step.length; i++) {
-        const got = await step[i]!;
-        reduceInto(dst.subarray(i * seg, i * seg + got.length) as Buf, got, op);
-      }
-      await Promise.all(sends);
-    }
-  } finally {
-    scratch.release();
+  const landed: Buf[] = [];
+  const recvs: Promise<Buf>[][] = [];
+  for (let s = 0; s < size - 1; s++) {
+    const rb = block(s, 2);
+    const len = bounds[rb + 1]! - bounds[rb]!;
+    const tmp = scratch.buf.subarray(s * maxBlock, s * maxBlock + len) as Buf;
+    const step: Promise<Buf>[] = [];
+    for (let o = 0; o < len || o === 0; o += seg) step.push(ch.recv(left, tmp.subarray(o, Math.min(o + seg, len)) as Buf));
+    landed.push(tmp);
+    recvs.push(step);
   }
+  // The caller's later receives from the same neighbour queue behind these (see allreduce).
+  after?.();
+  // When one fails the rest fail too: mark them handled, so that only the first error surfaces
+  // (an unhandled rejection would end the process before it could report).
+  for (const q of recvs.flat()) q.catch(() => {});
+  let prev: Buf | null = null;
+  for (let s = 0; s < size - 1; s++) {
+    const sb = block(s, 1);
+    const rb = block(s, 2);
+    const out = prev ?? (buf.subarray(bounds[sb]!, bounds[sb + 1]!) as Buf);
+    const mine = buf.subarray(bounds[rb]!, bounds[rb + 1]!) as Buf;
+    const acc = landed[s]!;
+    const sends: Promise<void>[] = [];
+    for (let o = 0; o < out.length || o === 0; o += seg) sends.push(ch.send(right, out.subarray(o, Math.min(o + seg, out.length)) as Buf));
+    for (const q of sends) q.catch(() => {});
+    const step = recvs[s]!;
+    for (let i = 0; i < step.length; i++) {
+      const got = await step[i]!;
+      accumulate(scratch, acc.subarray(i * seg, i * seg + got.length) as Buf, mine.subarray(i * seg, i * seg + got.length) as Buf, op);
+    }
+    await Promise.all(sends);
+    prev = acc;
+  }
+  return { result: prev!, scratch };
 }
 
 /** Size of the pieces a ring step's block is sent in, so reduction overlaps reception. */
@@ -247,29 +275,37 @@ async function allreduceHalving(ch: Channel, buf: Buf, op: ReduceOp): Promise<vo
   let total = 0;
   for (const st of steps) total += bounds[st.keep[1]]! - bounds[st.keep[0]]!;
   const scratch = acquire(buf, total);
-  try {
-    let off = 0;
-    const halves = steps.map((st) => {
-      const len = bounds[st.keep[1]]! - bounds[st.keep[0]]!;
-      const q = ch.recv(st.partner, scratch.buf.subarray(off, off + len) as Buf);
-      off += len;
-      return q;
-    });
-    const gathered = steps.map((st) => ch.recv(st.partner, part(st.give))).reverse();
-    for (const q of [...halves, ...gathered]) q.catch(() => {});
-    for (let i = 0; i < steps.length; i++) {
-      const st = steps[i]!;
-      const sent = ch.send(st.partner, part(st.give));
-      sent.catch(() => {});
-      reduceInto(part(st.keep), await halves[i]!, op);
-      await sent;
-    }
-    for (let i = steps.length - 1; i >= 0; i--) {
-      const st = steps[i]!;
-      await Promise.all([ch.send(st.partner, part(st.keep)), gathered[steps.length - 1 - i]!]);
-    }
-  } finally {
-    scratch.release();
+  // Step i's half lands in scratch, is reduced there with this rank's data for it, and the next
+  // step sends from it and reduces into the next scratch part: buf is read, not written, until the
+  // final block is copied out.
+  let off = 0;
+  const landed = steps.map((st) => {
+    const len = bounds[st.keep[1]]! - bounds[st.keep[0]]!;
+    const v = scratch.buf.subarray(off, off + len) as Buf;
+    off += len;
+    return v;
+  });
+  const halves = steps.map((st, i) => ch.recv(st.partner, landed[i]!));
+  const gathered = steps.map((st) => ch.recv(st.partner, part(st.give))).reverse();
+  for (const q of [...halves, ...gathered]) q.catch(() => {});
+  let cur: Buf | null = null; // the reduced data of the previous step's kept range
+  let curLo = 0; // ... which starts at this element of buf
+  const from = (r: [number, number]) => (cur ? (cur.subarray(bounds[r[0]]! - curLo, bounds[r[1]]! - curLo) as Buf) : part(r));
+  for (let i = 0; i < steps.length; i++) {
+    const st = steps[i]!;
+    const sent = ch.send(st.partner, from(st.give));
+    sent.catch(() => {});
+    await halves[i]!;
+    accumulate(scratch, landed[i]!, from(st.keep), op);
+    await sent;
+    cur = landed[i]!;
+    curLo = bounds[st.keep[0]]!;
+  }
+  part(steps[steps.length - 1]!.keep).set(cur as never);
+  scratch.release();
+  for (let i = steps.length - 1; i >= 0; i--) {
+    const st = steps[i]!;
+    await Promise.all([ch.send(st.partner, part(st.keep)), gathered[steps.length - 1 - i]!]);
   }
 }
 
@@ -288,7 +324,9 @@ export async function allreduce(ch: Channel, buf: Buf, op: ReduceOp): Promise<vo
       // The first can arrive while this rank still reduces, but only into the one block the
       // reduce-scatter neither reduces into nor sends late: (rank + shift - 1) mod p, sent at step 0.
       let gathered: Promise<Buf>[] = [];
-      await ringReduceScatter(ch, buf, bounds, op, 1, () => (gathered = postAllgather(ch, buf, bounds, 1)));
+      const { result, scratch } = await ringReduceScatter(ch, buf, bounds, op, 1, () => (gathered = postAllgather(ch, buf, bounds, 1)));
+      buf.set(result as never, bounds[mod(ch.rank + 1, size)]!);
+      scratch.release();
       await ringAllgather(ch, buf, bounds, 1, gathered);
     }
   }
@@ -297,13 +335,14 @@ export async function allreduce(ch: Channel, buf: Buf, op: ReduceOp): Promise<vo
 
 /** Reduce-scatter of p equal blocks: `recv` gets block `rank` of the reduction of everyone's `send`. */
 export async function reduceScatter(ch: Channel, send: Buf, recv: Buf, op: ReduceOp): Promise<void> {
-  const work = send.slice() as Buf;
   const n = recv.length;
   const bounds = Array.from({ length: ch.size + 1 }, (_, i) => i * n);
-  if (ch.size > 1) await ringReduceScatter(ch, work, bounds, op, 0);
-  const mine = work.subarray(ch.rank * n, (ch.rank + 1) * n) as Buf;
-  if (op === 'avg') finishAvg(mine, ch.size);
-  recv.set(mine as never);
+  if (ch.size > 1) {
+    const { result, scratch } = await ringReduceScatter(ch, send, bounds, op, 0);
+    recv.set(result as never);
+    scratch.release();
+  } else recv.set(send.subarray(0, n) as never);
+  if (op === 'avg') finishAvg(recv, ch.size);
 }
 
 /** Allgather of equal blocks: `recv` (p blocks) gets everyone's `send` in rank order (ring). */

@@ -81,26 +81,92 @@ interface Kernels {
 }
 
 let kernels: Kernels | null | undefined;
+let compiled: object | null | undefined;
 
-/** The kernels, or null where WebAssembly SIMD is not available (the callers fall back to loops). */
-function load(): Kernels | null {
-  if (kernels !== undefined) return kernels;
-  try {
-    if (!wasm) throw new Error('no WebAssembly');
-    const memory = new wasm.Memory({ initial: PAGES, maximum: PAGES });
-    const instance = new wasm.Instance(new wasm.Module(assemble()), { env: { memory } });
-    const e = instance.exports as unknown as Omit<Kernels, 'memory'>;
-    kernels = { f32: e.f32, f64: e.f64, i32: e.i32, memory: memory.buffer };
-  } catch {
-    kernels = null;
+/** The kernels on a memory of `pages` 64 KiB pages, or null where WebAssembly SIMD is not available. */
+function instantiate(pages: number): Kernels | null {
+  if (compiled === undefined) {
+    try {
+      if (!wasm) throw new Error('no WebAssembly');
+      compiled = new wasm.Module(assemble());
+    } catch {
+      compiled = null; // no WebAssembly, or no SIMD: loops everywhere
+    }
   }
+  if (!compiled || !wasm) return null;
+  try {
+    const memory = new wasm.Memory({ initial: pages, maximum: pages });
+    const instance = new wasm.Instance(compiled, { env: { memory } });
+    const e = instance.exports as unknown as Omit<Kernels, 'memory'>;
+    return { f32: e.f32, f64: e.f64, i32: e.i32, memory: memory.buffer };
+  } catch {
+    return null; // too large for a WebAssembly memory: the caller uses ordinary memory
+  }
+}
+
+/** The shared kernels of addSimd, or null where WebAssembly SIMD is not available (callers fall back to loops). */
+function load(): Kernels | null {
+  if (kernels === undefined) kernels = instantiate(PAGES);
   return kernels;
+}
+
+const kindOf = (a: unknown) => (a instanceof Float32Array ? 'f32' : a instanceof Float64Array ? 'f64' : a instanceof Int32Array ? 'i32' : null);
+
+/**
+ * Scratch memory that is WebAssembly memory: a collective receives into it and sums into it in
+ * place, so that a reduction step costs no copies when both operands are here, and one (through a
+ * tile) when the other is the caller's array. A fixed-size memory: views of it never detach.
+ */
+export class Arena {
+  readonly buffer: ArrayBuffer;
+  private readonly k: Kernels;
+  private readonly tileAt: number;
+
+  private constructor(readonly bytes: number, k: Kernels, tileAt: number) {
+    this.k = k;
+    this.buffer = k.memory;
+    this.tileAt = tileAt;
+  }
+
+  /** An arena with `bytes` usable bytes, or null where WebAssembly SIMD is not available. */
+  static create(bytes: number): Arena | null {
+    if (compiled === null) return null;
+    const tileAt = Math.ceil(bytes / 16) * 16;
+    const k = instantiate(Math.max(PAGES, Math.ceil((tileAt + TILE_BYTES) / 65536)));
+    return k ? new Arena(bytes, k, tileAt) : null;
+  }
+
+  /**
+   * dst[i] += src[i] for i < src.length, dst a view into this arena and src of the same type
+   * anywhere. Returns false (doing nothing) for other element types.
+   */
+  add(dst: Summable, src: Summable): boolean {
+    const kind = kindOf(dst);
+    if (!kind || src.constructor !== dst.constructor || dst.buffer !== this.buffer) return false;
+    const n = src.length;
+    const E = dst.BYTES_PER_ELEMENT;
+    const whole = n - (n % (16 / E));
+    const run = this.k[kind];
+    if (src.buffer === this.buffer) run(dst.byteOffset, src.byteOffset, dst.byteOffset + whole * E);
+    else {
+      const per = TILE_BYTES / E;
+      const ctor = dst.constructor as new (b: ArrayBuffer, o: number, n: number) => Summable;
+      const tile = new ctor(this.buffer, this.tileAt, per);
+      for (let o = 0; o < whole; o += per) {
+        const m = Math.min(per, whole - o);
+        tile.set(src.subarray(o, o + m) as never);
+        run(dst.byteOffset + o * E, this.tileAt, dst.byteOffset + (o + m) * E);
+      }
+    }
+    for (let i = whole; i < n; i++) dst[i]! += src[i]!;
+    return true;
+  }
 }
 
 /** Arrays shorter than this are added by the plain loop (a wasm call and two copies cost more). */
 const MIN_ELEMENTS = 256;
 
-type Summable = Float32Array | Float64Array | Int32Array;
+export type Summable = Float32Array | Float64Array | Int32Array;
 
 /**
  * dst[i] += src[i] for i < src.length with SIMD, for Float32Array, Float64Array and Int32Array
@@ -112,7 +178,7 @@ export function addSimd(dst: Summable, src: Summable): boolean {
   if (n < MIN_ELEMENTS) return false;
   const k = load();
   if (!k) return false;
-  const kind = dst instanceof Float32Array ? 'f32' : dst instanceof Float64Array ? 'f64' : dst instanceof Int32Array ? 'i32' : null;
+  const kind = kindOf(dst);
   if (!kind || src.constructor !== dst.constructor) return false;
   const ctor = dst.constructor as new (b: ArrayBuffer, o: number, n: number) => Summable;
   const per = TILE_BYTES / dst.BYTES_PER_ELEMENT;
