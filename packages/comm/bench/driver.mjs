@@ -58,8 +58,8 @@ async function runNodeTcp(mode, bytes) {
 }
 
 // ---- ours ----
-function runOurs(np, bench) {
-  const r = spawnSync(process.execPath, [cli, 'launch', '-n', String(np), join(here, 'ours.mjs')], { encoding: 'utf8', env: { ...process.env, BENCH: bench } });
+function runOurs(np, bench, extraEnv = {}) {
+  const r = spawnSync(process.execPath, [cli, 'launch', '-n', String(np), join(here, 'ours.mjs')], { encoding: 'utf8', env: { ...process.env, BENCH: bench, ...extraEnv } });
   if (r.status !== 0) throw new Error(`our ${bench} benchmark failed at p=${np}:\n${r.stderr}`);
   return jsonLines(r.stdout);
 }
@@ -118,13 +118,39 @@ for (const bench of ['allreduce', 'bcast', 'allgather']) {
   }
 }
 
+// ---- targets: alternating rounds ----
+// This machine's speed drifts within a run (other tenants), by more than the margins of the
+// targets: one side measured in a slow minute and the other in a fast one decides the ratio. So
+// each target figure is measured again in ROUNDS rounds that alternate ours and the reference,
+// and each side's best round is compared (the tables above are single rounds).
+const ROUNDS = Number(process.env.HPDL_BENCH_ROUNDS ?? 3);
+const MB4 = 4194304;
+const MB16 = 16 * 1024 * 1024;
+const best = { lat: [], latRef: [], bw: [], bwRef: [], ar2: [], ar2Ref: [], ar4: [], ar4Ref: [] };
+for (let r = 0; r < ROUNDS; r++) {
+  log(`target round ${r + 1} of ${ROUNDS}`);
+  best.lat.push(find(runOurs(2, 'pt2pt', { SIZES: '8' }), 'latency', 8)?.us);
+  best.latRef.push((await runNodeTcp('latency', 8)).us);
+  best.bw.push(find(runOurs(2, 'pt2pt', { SIZES: String(MB4) }), 'bw', MB4)?.mbps);
+  best.bwRef.push((await runNodeTcp('bw', MB4)).mbps);
+  for (const p of [2, 4]) {
+    // All allreduce sizes in increasing order, as osu_allreduce runs them (and as the tables did).
+    best[`ar${p}`].push(busbw('allreduce', MB16, find(runOurs(p, 'coll', { MODES: 'allreduce' }), 'allreduce', MB16, p)?.us, p));
+    best[`ar${p}Ref`].push(busbw('allreduce', MB16, find(runMpi(p, 'self,tcp', 'allreduce', P.collSizes), 'allreduce', MB16, p)?.us, p));
+  }
+}
+const low = (xs) => (xs.some((x) => x == null) ? null : Math.min(...xs));
+const high = (xs) => (xs.some((x) => x == null) ? null : Math.max(...xs));
+const fmt = (xs, d) => xs.map((x) => f(x, d)).join(' ');
+console.log(`\n# targets: best of ${ROUNDS} alternating rounds (each round: ours, then the reference)`);
+console.log(`# latency 8 B, us:          hpdl ${fmt(best.lat, 2)} | node-tcp ${fmt(best.latRef, 2)}`);
+console.log(`# bandwidth 4 MiB, MB/s:    hpdl ${fmt(best.bw, 0)} | node-tcp ${fmt(best.bwRef, 0)}`);
+console.log(`# allreduce 16 MiB p=2, busbw GB/s: hpdl ${fmt(best.ar2, 2)} | mpi-tcp ${fmt(best.ar2Ref, 2)}`);
+console.log(`# allreduce 16 MiB p=4, busbw GB/s: hpdl ${fmt(best.ar4, 2)} | mpi-tcp ${fmt(best.ar4Ref, 2)}`);
+
 console.log('');
 const target = (name, v, op, limit) => console.log(`target ${name} ${v == null ? 'n/a' : v.toFixed(2)} ${op} ${limit.toFixed(2)} ${v == null ? 'MISS' : (op === '<=' ? v <= limit : v >= limit) ? 'ok' : 'MISS'}`);
-target('latency-8B-vs-node-tcp', ratio(find(ours, 'latency', 8)?.us, find(tcp, 'latency', 8)?.us), '<=', 1.25);
-target('bw-4MiB-vs-node-tcp', ratio(find(ours, 'bw', 4194304)?.mbps, find(tcp, 'bw', 4194304)?.mbps), '>=', 0.8);
-const MB16 = 16 * 1024 * 1024;
-for (const p of [2, 4]) {
-  const o = busbw('allreduce', MB16, find(coll[p].ours, 'allreduce', MB16, p)?.us, p);
-  const m = busbw('allreduce', MB16, find(coll[p].tcp, 'allreduce', MB16, p)?.us, p);
-  target(`allreduce-16MiB-p${p}-vs-mpi-tcp`, ratio(o, m), '>=', p === 2 ? 0.7 : 1.0);
-}
+target('latency-8B-vs-node-tcp', ratio(low(best.lat), low(best.latRef)), '<=', 1.25);
+target('bw-4MiB-vs-node-tcp', ratio(high(best.bw), high(best.bwRef)), '>=', 0.8);
+target('allreduce-16MiB-p2-vs-mpi-tcp', ratio(high(best.ar2), high(best.ar2Ref)), '>=', 0.7);
+target('allreduce-16MiB-p4-vs-mpi-tcp', ratio(high(best.ar4), high(best.ar4Ref)), '>=', 1.0);

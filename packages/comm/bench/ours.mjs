@@ -4,13 +4,17 @@ import { readFileSync } from 'node:fs';
 import { init } from '../dist/index.js';
 
 const P = JSON.parse(readFileSync(new URL('./params.json', import.meta.url), 'utf8'));
+// Optional filters (the driver's target rounds): only these sizes, only these collectives.
+const only = process.env.SIZES ? process.env.SIZES.split(',').map(Number) : null;
+const pick = (sizes) => (only ? sizes.filter((b) => only.includes(b)) : sizes);
+const modes = process.env.MODES ? process.env.MODES.split(',') : ['allreduce', 'bcast', 'allgather'];
 const w = await init();
 const { rank, size } = w;
 const counts = (kind, bytes) => P[kind][bytes > P.small ? 'large' : 'small'];
 const out = (o) => rank === 0 && console.log(JSON.stringify(o));
 
 if (process.env.BENCH === 'pt2pt') {
-  for (const bytes of P.latencySizes) {
+  for (const bytes of pick(P.latencySizes)) {
     const [iters, skip] = counts('latency', bytes);
     const s = new Uint8Array(bytes).fill(1);
     const r = new Uint8Array(bytes);
@@ -28,7 +32,7 @@ if (process.env.BENCH === 'pt2pt') {
     }
     out({ bench: 'latency', bytes, us: ((performance.now() - t0) * 1000) / (2 * iters) });
   }
-  for (const bytes of P.bwSizes) {
+  for (const bytes of pick(P.bwSizes)) {
     const [iters, skip] = counts('bw', bytes);
     const s = new Uint8Array(bytes).fill(1);
     const bufs = Array.from({ length: P.window }, () => new Uint8Array(bytes));
@@ -49,8 +53,8 @@ if (process.env.BENCH === 'pt2pt') {
     out({ bench: 'bw', bytes, mbps: ((bytes / 1e6) * iters * P.window) / ((performance.now() - t0) / 1000) });
   }
 } else {
-  for (const mode of ['allreduce', 'bcast', 'allgather']) {
-    for (const bytes of P.collSizes) {
+  for (const mode of modes) {
+    for (const bytes of pick(P.collSizes)) {
       const [iters, skip] = counts('coll', bytes);
       const n = bytes / 4;
       const buf = new Float32Array(n).fill(1);
