@@ -49,8 +49,8 @@ function addBody(simdOp: number): number[] {
 }
 
 /** Bytes of each operand's tile in wasm memory: small enough to stay in the core's cache. */
-const TILE_BYTES = 64 * 1024;
-const PAGES = 2; // two tiles
+const TILE_BYTES = 256 * 1024;
+const PAGES = (2 * TILE_BYTES) / 65536; // two tiles
 const OPS = { f32: 0xe4, f64: 0xf0, i32: 0xae }; // f32x4.add, f64x2.add, i32x4.add
 
 function assemble(): Uint8Array {
