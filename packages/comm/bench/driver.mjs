@@ -80,17 +80,17 @@ const mtcp = [...runMpi(2, 'self,tcp', 'latency', P.latencySizes), ...runMpi(2, 
 const mshm = [...runMpi(2, 'self,vader', 'latency', P.latencySizes), ...runMpi(2, 'self,vader', 'bw', P.bwSizes)];
 
 console.log('\n# osu_latency (p = 2): one-way latency, us');
-const wl = [12, 10, 10, 10, 10, 12, 12];
-row(['Size', 'hpdl', 'node-tcp', 'mpi-tcp', 'mpi-shm', 'hpdl/node', 'hpdl/mpitcp'], wl);
+const wl = [12, 10, 10, 10, 10, 12, 12, 12];
+row(['Size', 'hpdl', 'node-tcp', 'mpi-tcp', 'mpi-shm', 'hpdl/node', 'hpdl/mpitcp', 'hpdl/mpishm'], wl);
 for (const b of P.latencySizes) {
   const o = find(ours, 'latency', b)?.us, t = find(tcp, 'latency', b)?.us, m = find(mtcp, 'latency', b)?.us, s = find(mshm, 'latency', b)?.us;
-  row([b, f(o), f(t), f(m), f(s), f(ratio(o, t)), f(ratio(o, m))], wl);
+  row([b, f(o), f(t), f(m), f(s), f(ratio(o, t)), f(ratio(o, m)), f(ratio(o, s))], wl);
 }
 console.log(`\n# osu_bw (p = 2, window ${P.window}): bandwidth, MB/s`);
-row(['Size', 'hpdl', 'node-tcp', 'mpi-tcp', 'mpi-shm', 'hpdl/node', 'hpdl/mpitcp'], wl);
+row(['Size', 'hpdl', 'node-tcp', 'mpi-tcp', 'mpi-shm', 'hpdl/node', 'hpdl/mpitcp', 'hpdl/mpishm'], wl);
 for (const b of P.bwSizes) {
   const o = find(ours, 'bw', b)?.mbps, t = find(tcp, 'bw', b)?.mbps, m = find(mtcp, 'bw', b)?.mbps, s = find(mshm, 'bw', b)?.mbps;
-  row([b, f(o, 1), f(t, 1), f(m, 1), f(s, 1), f(ratio(o, t)), f(ratio(o, m))], wl);
+  row([b, f(o, 1), f(t, 1), f(m, 1), f(s, 1), f(ratio(o, t)), f(ratio(o, m)), f(ratio(o, s))], wl);
 }
 
 const coll = {};
@@ -109,11 +109,12 @@ const busbw = (bench, bytes, us, p) => {
 for (const bench of ['allreduce', 'bcast', 'allgather']) {
   for (const p of [2, 4]) {
     console.log(`\n# osu_${bench} (p = ${p}, float32): average latency us, and bus bandwidth GB/s`);
-    const w = [10, 12, 12, 12, 10, 10, 10, 12];
-    row(['Size', 'hpdl', 'mpi-tcp', 'mpi-shm', 'hpdl-bus', 'tcp-bus', 'shm-bus', 'hpdl/mpitcp'], w);
+    const w = [10, 12, 12, 12, 10, 10, 10, 12, 12];
+    row(['Size', 'hpdl', 'mpi-tcp', 'mpi-shm', 'hpdl-bus', 'tcp-bus', 'shm-bus', 'hpdl/mpitcp', 'hpdl/mpishm'], w);
     for (const b of P.collSizes) {
       const o = find(coll[p].ours, bench, b, p)?.us, m = find(coll[p].tcp, bench, b, p)?.us, s = find(coll[p].shm, bench, b, p)?.us;
-      row([b, f(o, 1), f(m, 1), f(s, 1), f(busbw(bench, b, o, p)), f(busbw(bench, b, m, p)), f(busbw(bench, b, s, p)), f(ratio(busbw(bench, b, o, p), busbw(bench, b, m, p)))], w);
+      const ob = busbw(bench, b, o, p);
+      row([b, f(o, 1), f(m, 1), f(s, 1), f(ob), f(busbw(bench, b, m, p)), f(busbw(bench, b, s, p)), f(ratio(ob, busbw(bench, b, m, p))), f(ratio(ob, busbw(bench, b, s, p)))], w);
     }
   }
 }
