@@ -5,7 +5,7 @@
 // The module is assembled below by hand (it is ~100 bytes); its text form:
 //
 //   (module
-//     (import "env" "memory" (memory 4))
+//     (import "env" "memory" (memory 1))
 //     (func $add_f32 (param $d i32) (param $s i32) (param $end i32)   ;; d[i] += s[i], 16 bytes a step
 //       (block (loop
 //         (br_if 1 (i32.ge_u (local.get $d) (local.get $end)))
@@ -50,7 +50,6 @@ function addBody(simdOp: number): number[] {
 
 /** Bytes of each operand's tile in wasm memory: small enough to stay in the core's cache. */
 const TILE_BYTES = 256 * 1024;
-const PAGES = (2 * TILE_BYTES) / 65536; // two tiles
 const OPS = { f32: 0xe4, f64: 0xf0, i32: 0xae }; // f32x4.add, f64x2.add, i32x4.add
 
 function assemble(): Uint8Array {
@@ -58,7 +57,7 @@ function assemble(): Uint8Array {
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
     ...section(1, [1, 0x60, 3, 0x7f, 0x7f, 0x7f, 0]), // type: (i32, i32, i32) -> ()
-    ...section(2, [1, ...name('env'), ...name('memory'), 2, 0, PAGES]), // import memory
+    ...section(2, [1, ...name('env'), ...name('memory'), 2, 0, 1]), // import memory (at least one page)
     ...section(3, [kinds.length, ...kinds.map(() => 0)]), // functions of type 0
     ...section(7, [kinds.length, ...kinds.flatMap((k, i) => [...name(k), 0, i])]), // exports
     ...section(10, [kinds.length, ...kinds.flatMap((k) => addBody(OPS[k]))]), // code
@@ -80,10 +79,9 @@ interface Kernels {
   memory: ArrayBuffer;
 }
 
-let kernels: Kernels | null | undefined;
 let compiled: object | null | undefined;
 
-/** The kernels on a memory of `pages` 64 KiB pages, or null where WebAssembly SIMD is not available. */
+/** The kernels on a memory of `pages` 64 KiB pages, or null where WebAssembly SIMD or the memory is not available. */
 function instantiate(pages: number): Kernels | null {
   if (compiled === undefined) {
     try {
@@ -102,12 +100,6 @@ function instantiate(pages: number): Kernels | null {
   } catch {
     return null; // too large for a WebAssembly memory: the caller uses ordinary memory
   }
-}
-
-/** The shared kernels of addSimd, or null where WebAssembly SIMD is not available (callers fall back to loops). */
-function load(): Kernels | null {
-  if (kernels === undefined) kernels = instantiate(PAGES);
-  return kernels;
 }
 
 const kindOf = (a: unknown) => (a instanceof Float32Array ? 'f32' : a instanceof Float64Array ? 'f64' : a instanceof Int32Array ? 'i32' : null);
@@ -132,7 +124,7 @@ export class Arena {
   static create(bytes: number): Arena | null {
     if (compiled === null) return null;
     const tileAt = Math.ceil(bytes / 16) * 16;
-    const k = instantiate(Math.max(PAGES, Math.ceil((tileAt + TILE_BYTES) / 65536)));
+    const k = instantiate(Math.ceil((tileAt + TILE_BYTES) / 65536));
     return k ? new Arena(bytes, k, tileAt) : null;
   }
 
@@ -175,25 +167,21 @@ export type Summable = Float32Array | Float64Array | Int32Array;
  */
 export function addSimd(dst: Summable, src: Summable): boolean {
   const n = src.length;
-  if (n < MIN_ELEMENTS) return false;
-  const k = load();
-  if (!k) return false;
-  const kind = kindOf(dst);
-  if (!kind || src.constructor !== dst.constructor) return false;
+  if (n < MIN_ELEMENTS || !kindOf(dst) || src.constructor !== dst.constructor) return false;
+  // dst goes through one tile of a shared arena; Arena.add brings src in through its own tile.
+  if (shared === undefined) shared = Arena.create(TILE_BYTES);
+  if (!shared) return false;
   const ctor = dst.constructor as new (b: ArrayBuffer, o: number, n: number) => Summable;
   const per = TILE_BYTES / dst.BYTES_PER_ELEMENT;
-  const d = new ctor(k.memory, 0, per);
-  const s = new ctor(k.memory, TILE_BYTES, per);
-  const run = k[kind];
-  const lane = 16 / dst.BYTES_PER_ELEMENT;
-  const whole = n - (n % lane);
-  for (let o = 0; o < whole; o += per) {
-    const m = Math.min(per, whole - o);
-    d.set(dst.subarray(o, o + m) as never);
-    s.set(src.subarray(o, o + m) as never);
-    run(0, TILE_BYTES, m * dst.BYTES_PER_ELEMENT);
-    dst.set(d.subarray(0, m) as never, o);
+  const d = new ctor(shared.buffer, 0, per);
+  for (let o = 0; o < n; o += per) {
+    const m = Math.min(per, n - o);
+    const tile = d.subarray(0, m) as Summable;
+    tile.set(dst.subarray(o, o + m) as never);
+    shared.add(tile, src.subarray(o, o + m) as Summable);
+    dst.set(tile as never, o);
   }
-  for (let i = whole; i < n; i++) dst[i]! += src[i]!;
   return true;
 }
+
+let shared: Arena | null | undefined;

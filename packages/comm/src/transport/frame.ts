@@ -64,18 +64,21 @@ function frame(header: unknown[], payload?: Uint8Array): Buffer {
   return out.subarray(WS_RESERVE);
 }
 
+/** Bytes of the WebSocket header of a final binary frame of `len` bytes. */
+function wsHeaderSize(len: number, masked: boolean): number {
+  return (len < 126 ? 2 : len < 65536 ? 4 : 10) + (masked ? 4 : 0);
+}
+
 /** The WebSocket header of a final binary frame of `len` bytes; masked frames get an all-zero key. */
 export function wsHeader(len: number, masked: boolean, into?: Buffer, at = 0): Buffer {
-  const ext = len < 126 ? 0 : len < 65536 ? 2 : 8;
-  const size = 2 + ext + (masked ? 4 : 0);
-  const h = into ?? Buffer.allocUnsafe(size);
-  const o = into ? at - size : 0;
-  h[o] = 0x82;
-  h[o + 1] = (masked ? 0x80 : 0) | (ext === 0 ? len : ext === 2 ? 126 : 127);
-  if (ext === 2) h.writeUInt16BE(len, o + 2);
-  else if (ext === 8) h.writeBigUInt64BE(BigInt(len), o + 2);
-  if (masked) h.writeUInt32BE(0, o + 2 + ext);
-  return into ? h.subarray(o, at + len) : h;
+  const size = wsHeaderSize(len, masked);
+  if (!into) {
+    const h = Buffer.allocUnsafe(size);
+    wsHeaderAt(h, 0, len, masked);
+    return h;
+  }
+  wsHeaderAt(into, at - size, len, masked);
+  return into.subarray(at - size, at + len);
 }
 
 /**
@@ -122,27 +125,25 @@ export function wsData(masked: boolean, comm: string, tag: number, dtype: number
   return writeData(masked, comm, tag, dtype, bytes, chunks, meta, payload);
 }
 
-/** The header of a final binary WebSocket frame of `len` bytes (all-zero mask key), written at 0; returns its size. */
-function wsHeaderAt(out: Uint8Array, len: number, masked: boolean): number {
-  out[0] = 0x82;
-  let o = 2;
-  if (len < 126) out[1] = len;
+/** Writes the header of a final binary WebSocket frame of `len` bytes (all-zero mask key) at `o`. */
+function wsHeaderAt(out: Uint8Array, o: number, len: number, masked: boolean): void {
+  out[o] = 0x82;
+  let p = o + 2;
+  if (len < 126) out[o + 1] = len;
   else if (len < 65536) {
-    out[1] = 126;
-    out[2] = len >>> 8;
-    out[3] = len & 0xff;
-    o = 4;
+    out[o + 1] = 126;
+    out[o + 2] = len >>> 8;
+    out[o + 3] = len & 0xff;
+    p = o + 4;
   } else {
-    out[1] = 127;
-    out[2] = out[3] = out[4] = out[5] = 0;
-    o = be32(out, 6, len);
+    out[o + 1] = 127;
+    out[o + 2] = out[o + 3] = out[o + 4] = out[o + 5] = 0;
+    p = be32(out, o + 6, len);
   }
   if (masked) {
-    out[1]! |= 0x80;
-    out[o] = out[o + 1] = out[o + 2] = out[o + 3] = 0;
-    o += 4;
+    out[o + 1]! |= 0x80;
+    out[p] = out[p + 1] = out[p + 2] = out[p + 3] = 0;
   }
-  return o;
 }
 
 function writeData(masked: boolean | null, comm: string, tag: number, dtype: number, bytes: number, chunks: number, meta: unknown, payload?: Uint8Array): Buffer {
@@ -151,9 +152,9 @@ function writeData(masked: boolean | null, comm: string, tag: number, dtype: num
   const hl = 1 + 1 + 2 + c.length + 5 + 1 + 5 + 5 + (m ? m.length : 0);
   const pl = payload?.byteLength ?? 0;
   const len = 4 + hl + pl;
-  const hs = masked == null ? WS_RESERVE : (len < 126 ? 2 : len < 65536 ? 4 : 10) + (masked ? 4 : 0);
+  const hs = masked == null ? WS_RESERVE : wsHeaderSize(len, masked);
   const out = Buffer.allocUnsafe(hs + len);
-  if (masked != null) wsHeaderAt(out, len, masked);
+  if (masked != null) wsHeaderAt(out, 0, len, masked);
   // Plain byte stores: Buffer's write methods inline into a graph several times larger, and this
   // function's optimisation is part of every job's warm-up.
   let o = hs;
