@@ -11,6 +11,16 @@ export interface Message {
   meta: unknown;
 }
 
+/** Counts of how large messages met their receives (World.messageStats). */
+export interface MessageStats {
+  /** Large messages that arrived before their receive and waited unread in the socket. */
+  held: number;
+  /** Large messages read into memory of ours before their receive, and copied into it later. */
+  early: number;
+  /** Their bytes. */
+  earlyBytes: number;
+}
+
 interface Incoming {
   dtype: number;
   bytes: Uint8Array;
@@ -79,6 +89,7 @@ export class Engine implements Sink {
   private readonly unexpected: number[];
   private readonly paused: boolean[];
   private readonly pool = new ScratchPool(64 * 1024 * 1024);
+  readonly stats: MessageStats = { held: 0, early: 0, earlyBytes: 0 };
   mesh!: Mesh;
 
   constructor(readonly rank: number, readonly size: number, readonly log: Logger) {
@@ -163,13 +174,23 @@ export class Engine implements Sink {
     }
   }
 
-  onChunkedBegin(peer: number, f: DataFrame): Uint8Array {
+  onChunkedBegin(peer: number, f: DataFrame, mayHold: boolean): Uint8Array | null {
     const s = this.slot(f.comm, peer, f.tag);
     const w = s.waiters[0];
+    // Nobody waits for anything from this peer: the message may wait in the socket for its receive.
+    if (!w && mayHold && !this.waitingFor(peer)) {
+      this.tidySlot(f.comm, peer, f.tag, s);
+      this.stats.held++;
+      return null;
+    }
     const n = f.bytes / elementBytes(f.dtype);
     // Write straight into the posted buffer when it fits, sparing a copy of a large message.
     const direct = w?.into && w.into.constructor === ctorOf(f.dtype) && w.into.length >= n;
     const pooled = direct ? undefined : this.pool.take(f.bytes);
+    if (!w) {
+      this.stats.early++;
+      this.stats.earlyBytes += f.bytes;
+    }
     const bytes = pooled ? new Uint8Array(pooled, 0, f.bytes) : bytesOf(w!.into!).subarray(0, f.bytes);
     const m: Incoming = { dtype: f.dtype, bytes, meta: f.meta, complete: false, pooled };
     if (w) {
@@ -221,6 +242,12 @@ export class Engine implements Sink {
     }
   }
 
+  /** Whether any receive from `peer` is posted and not yet matched. */
+  private waitingFor(peer: number): boolean {
+    for (const map of this.slots.values()) for (const s of map.values()) if (s.waiters.some((w) => w.src === peer)) return true;
+    return false;
+  }
+
   /** Every slot, with where it lives (safe to delete while iterating). */
   private *allSlots(): Generator<[{ map: Map<number, Slot>; key: number }, Slot]> {
     for (const map of this.slots.values()) for (const [key, s] of [...map]) yield [{ map, key }, s];
@@ -255,7 +282,10 @@ export class Engine implements Sink {
       if (m) {
         m.waiter = w;
         this.account(src, -m.bytes.byteLength);
-      } else s.waiters.push(w);
+      } else {
+        s.waiters.push(w);
+        this.mesh?.conns[src]?.noteReceive();
+      }
       if (Number.isFinite(timeoutMs)) {
         w.deadline = Date.now() + timeoutMs;
         w.timeoutMs = timeoutMs;

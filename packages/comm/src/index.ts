@@ -1,7 +1,7 @@
 // @hpdl/comm: MPI-style communicators and collectives for Node.js, over authenticated WebSockets.
 export { init, World, type InitOptions } from './world.js';
 export { Communicator, Request, waitAll, type OpOptions, type CommSettings } from './communicator.js';
-export type { Message } from './engine.js';
+export type { Message, MessageStats } from './engine.js';
 export { REDUCE_OPS, type ReduceOp } from './collectives/ops.js';
 export { type Buf, DTYPES, type DTypeName } from './dtypes.js';
 export { detectJob, type JobInfo } from './env.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Communicator, type CommSettings } from './communicator.js';
-import { Engine } from './engine.js';
+import { Engine, type MessageStats } from './engine.js';
 import { detectJob, isLoopback, type JobInfo } from './env.js';
 import { CommUsageError } from './errors.js';
 import { Logger } from './log.js';
@@ -35,13 +35,19 @@ export interface InitOptions {
   debug?: boolean;
   /** Largest message accepted, bytes (default 2 GiB - 1). */
   maxMessageBytes?: number;
+  /**
+   * How long a large message that arrives before its receive is posted may wait unread in the
+   * socket, ms (HPDL_HOLD_MS, default 200; 0: never, such messages are read into memory of ours and
+   * copied when their receive comes). See docs/comm.md, "Early messages".
+   */
+  holdMs?: number;
 }
 
-function envInt(name: string): number | undefined {
+function envInt(name: string, zeroOk = false): number | undefined {
   const v = process.env[name];
   if (v == null || v === '') return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new CommUsageError(`${name}=${JSON.stringify(v)} must be a positive number`);
+  if (!Number.isFinite(n) || n < 0 || (n === 0 && !zeroOk)) throw new CommUsageError(`${name}=${JSON.stringify(v)} must be a ${zeroOk ? 'non-negative' : 'positive'} number`);
   return n;
 }
 
@@ -62,6 +68,14 @@ export class World extends Communicator {
   /** Ranks lost so far, with the reason. */
   get lostRanks(): ReadonlyMap<number, string> {
     return this.engine.lost;
+  }
+  /**
+   * How this rank's large messages met their receives so far: held unread until their receive came
+   * (no copy), or read early into memory of ours (one copy more). Many early ones mean receives are
+   * posted late; see docs/comm.md, "Early messages".
+   */
+  get messageStats(): Readonly<MessageStats> {
+    return { ...this.engine.stats };
   }
   /** Closes every connection. Call after the last operation, on every rank. */
   async close(): Promise<void> {
@@ -84,6 +98,7 @@ export async function init(opts: InitOptions = {}): Promise<World> {
     throw new CommUsageError(`rank ${job.rank} of size ${job.size} is not a valid place in a job`);
   }
   if (job.size > 1 && !job.masterPort) throw new CommUsageError(`a job of ${job.size} ranks needs a master port (MASTER_PORT or the masterPort option)`);
+  if (opts.holdMs != null && !(opts.holdMs >= 0 && Number.isFinite(opts.holdMs))) throw new CommUsageError(`holdMs must be a non-negative number of milliseconds, not ${opts.holdMs}`);
   const log = new Logger(job.rank);
   const listenHost = opts.listenHost ?? process.env.HPDL_LISTEN_HOST ?? '127.0.0.1';
   if (job.size > 1 && !isLoopback(job.masterAddr) && isLoopback(listenHost)) {
@@ -118,6 +133,7 @@ export async function init(opts: InitOptions = {}): Promise<World> {
       rendezvousTimeoutMs: opts.rendezvousTimeoutMs ?? envInt('HPDL_RENDEZVOUS_TIMEOUT_MS') ?? 120_000,
       heartbeatMs: opts.heartbeatMs ?? envInt('HPDL_HEARTBEAT_MS') ?? 1000,
       peerTimeoutMs: opts.peerTimeoutMs ?? envInt('HPDL_PEER_TIMEOUT_MS') ?? 30_000,
+      holdMs: opts.holdMs ?? envInt('HPDL_HOLD_MS', true) ?? 200,
       maxMessageBytes: opts.maxMessageBytes ?? 2 ** 31 - 1,
       inlineBytes: 64 * 1024,
       chunkBytes: 4 * 1024 * 1024,

@@ -17,6 +17,14 @@ describe('point to point and sub-communicators', () => {
     expect(r.code).toBe(0);
     expect(r.out.filter((l) => /p2p ok/.test(l))).toHaveLength(p);
   }, 120_000);
+
+  it('large messages that arrive before their receive wait in the socket, and never hold up others', async () => {
+    // A minute-long hold: a message that waited for a hold to run out would time the test out.
+    const r = await runJob('holds.mjs', 2, { env: { HPDL_TIMEOUT_MS: '60000', HPDL_HOLD_MS: '60000', HPDL_PEER_TIMEOUT_MS: '200000' } });
+    expect(r.err.join('\n')).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out.filter((l) => /holds ok/.test(l))).toHaveLength(2);
+  }, 30_000);
 });
 
 describe('long runs', () => {

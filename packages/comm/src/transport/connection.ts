@@ -10,8 +10,11 @@ import { decodeFrame, encodeControl, encodeData, Kind, MAX_HEADER, wsData, wsFra
 export interface Sink {
   /** A whole message arrived (payload views a reused read buffer: copy what you keep). */
   onData(peer: number, f: DataFrame, payload: Uint8Array): void;
-  /** A chunked message starts: return the bytes to fill (f.bytes long). */
-  onChunkedBegin(peer: number, f: DataFrame): Uint8Array;
+  /**
+   * A chunked message starts: return the bytes to fill (f.bytes long), or, only when `mayHold`, null
+   * to leave the message in the socket until `release` is called (nobody waits for it yet).
+   */
+  onChunkedBegin(peer: number, f: DataFrame, mayHold: boolean): Uint8Array | null;
   /** The chunked message is complete. */
   onChunkedEnd(peer: number, f: DataFrame, filled: Uint8Array): void;
   /** A peer reports that it lost a rank. */
@@ -29,6 +32,8 @@ export interface ConnectionOptions {
   highWaterBytes: number;
   heartbeatMs: number;
   peerTimeoutMs: number;
+  /** How long a large message that arrived before its receive may stay unread in the socket (0: never). */
+  holdMs: number;
   log: Logger;
 }
 
@@ -61,6 +66,14 @@ export class Connection implements ReadTarget {
   private sendQueue: Promise<void> = Promise.resolve();
   private queued = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** Why reading is stopped: the receiver's backpressure (1) and a held message (2). */
+  private pausedFor = 0;
+  /** A large message left in the socket until its receive is posted (see hold). */
+  private held: { f: DataFrame; tail: Buffer | null; timer: NodeJS.Timeout } | null = null;
+  /** False after a hold ran out: no new hold until a receive from the peer is posted. */
+  private mayHold = true;
+  /** Set once the job has started: during start-up a control frame may follow a held message. */
+  holdsEnabled = false;
   /** Called once when the connection dies or stops answering. */
   onDead: (reason: string) => void = () => {};
   /** Called for control frames after authentication (rendezvous). */
@@ -111,6 +124,8 @@ export class Connection implements ReadTarget {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.held) clearTimeout(this.held.timer);
+    this.held = null;
     for (const w of this.drainWaiters.splice(0)) w();
     this.onDead(reason);
   }
@@ -247,6 +262,7 @@ export class Connection implements ReadTarget {
           const data = chunk.subarray(off, off + len);
           off += len;
           this.frameDone(opcode, data);
+          if (this.held) return this.keepTail(chunk, off, end);
           continue;
         }
         this.frame = { opcode, left: len, mask, at: 0, parts: direct ? null : [] };
@@ -275,7 +291,10 @@ export class Connection implements ReadTarget {
         c.filled += piece.length;
         c.left -= piece.length;
       }
-      if (f.left === 0) this.endFrame();
+      if (f.left === 0) {
+        this.endFrame();
+        if (this.held) return this.keepTail(chunk, off, end);
+      }
     }
   }
 
@@ -352,7 +371,14 @@ export class Connection implements ReadTarget {
     if (!this.authenticated) return this.handshake(f);
     if (f.kind === Kind.Data) {
       if (f.chunks === 0) this.sink.onData(this.peer, f, f.payload);
-      else this.chunked = { f, dest: this.sink.onChunkedBegin(this.peer, f), filled: 0, left: f.bytes };
+      else {
+        // Held only while nothing is being sent to the peer: two ranks that each send first and
+        // receive after must both keep reading.
+        const hold = this.holdsEnabled && this.mayHold && this.opts.holdMs > 0 && this.pendingBytes === 0 && this.queued === 0;
+        const dest = this.sink.onChunkedBegin(this.peer, f, hold);
+        if (dest) this.chunked = { f, dest, filled: 0, left: f.bytes };
+        else this.hold(f);
+      }
     } else if (f.kind === Kind.Lost) this.sink.onLostNotice(this.peer, f.rank, f.reason);
     else if (f.kind === Kind.Bye) {
       this.closed = true;
@@ -443,6 +469,8 @@ export class Connection implements ReadTarget {
    */
   sendData(comm: string, tag: number, dtype: number, bytes: Uint8Array, meta: unknown): Promise<void> | null {
     const { chunkBytes, inlineBytes } = this.opts;
+    // About to send to the peer, which may wait for this before reading what we send it: read on.
+    if (this.held && bytes.byteLength > inlineBytes) this.release();
     const run = (): Promise<void> => {
       if (this.closed) return Promise.reject(new ProtocolError('connection is closed'));
       if (bytes.byteLength <= inlineBytes) {
@@ -504,13 +532,67 @@ export class Connection implements ReadTarget {
     return p;
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // Holding a large message that arrived before its receive
+  //
+  // Read now, it would have to go to memory of ours and be copied again when the receive is posted;
+  // left in the socket for a moment, it is read straight into the posted buffer (MPI's rendezvous
+  // protocol gets the same by asking the receiver before sending). In collectives the receive
+  // usually follows within a few milliseconds: a rank leaves the previous call a little late.
+
+  /** Whether a message is being held (a receive from the peer should call release). */
+  get holding(): boolean {
+    return this.held != null;
+  }
+
+  private hold(f: DataFrame): void {
+    // Unread, the socket says nothing of the peer: the hold ends well before it would look silent.
+    const timer = setTimeout(() => this.release(true), Math.min(this.opts.holdMs, this.opts.peerTimeoutMs / 2));
+    this.held = { f, tail: null, timer };
+    this.setPaused(2, true);
+  }
+
+  /** What followed the held message's announcement in the same read (its first payload bytes). */
+  private keepTail(chunk: Buffer, off: number, end: number): void {
+    this.held!.tail = off < end ? Buffer.from(chunk.subarray(off, end)) : null;
+  }
+
+  /** A receive from the peer was posted: a held message is read on (into it, if it matches). */
+  noteReceive(): void {
+    this.mayHold = true;
+    if (this.held) this.release();
+  }
+
+  /**
+   * Reads the held message on: into the posted buffer when its receive is now waiting, else into
+   * memory of ours as any early message. After a hold that ran out, none until the next receive.
+   */
+  private release(timedOut = false): void {
+    const h = this.held;
+    if (!h) return;
+    if (timedOut) this.mayHold = false;
+    clearTimeout(h.timer);
+    this.held = null;
+    if (this.closed) return;
+    this.chunked = { f: h.f, dest: this.sink.onChunkedBegin(this.peer, h.f, false)!, filled: 0, left: h.f.bytes };
+    if (h.tail) this.onBytes(h.tail);
+    if (!this.held) this.setPaused(2, false);
+  }
+
+  private setPaused(reason: number, on: boolean): void {
+    const was = this.pausedFor;
+    this.pausedFor = on ? was | reason : was & ~reason;
+    if (was === 0 && this.pausedFor !== 0) this.ws.pause();
+    else if (was !== 0 && this.pausedFor === 0 && !this.closed) this.ws.resume();
+  }
+
   /** Stops reading from the socket (receiver-side backpressure). */
   pause(): void {
-    this.ws.pause();
+    this.setPaused(1, true);
   }
   /** Resumes reading. */
   resume(): void {
-    this.ws.resume();
+    this.setPaused(1, false);
   }
 
   /** Says goodbye and closes. */
