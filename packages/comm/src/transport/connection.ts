@@ -66,6 +66,10 @@ export class Connection implements ReadTarget {
   private sendQueue: Promise<void> = Promise.resolve();
   private queued = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** Memory for small frames' sends, free while no write holds it (see sendData). */
+  private frameOut: Buffer | null = null;
+  /** Memory frames read in pieces are put together in, reused (see readFrames). */
+  private assembly: Buffer | null = null;
   /** Why reading is stopped: the receiver's backpressure (1) and a held message (2). */
   private pausedFor = 0;
   /** A large message left in the socket until its receive is posted (see hold). */
@@ -139,7 +143,9 @@ export class Connection implements ReadTarget {
   // Reading WebSocket frames (RFC 6455) off the socket
 
   private rest: Buffer | null = null; // an incomplete frame header
-  private frame: { opcode: number; left: number; mask: Buffer | null; at: number; parts: Buffer[] | null } | null = null;
+  // A frame being read: its payload goes to the receive buffer (a raw chunk: parts null), is put
+  // together in `whole` (the reused assembly memory), or for a larger one kept in parts.
+  private frame: { opcode: number; left: number; mask: Buffer | null; at: number; parts: Buffer[] | null; whole: Buffer | null } | null = null;
 
   private takeOver(): void {
     const sock = this.socket;
@@ -265,7 +271,11 @@ export class Connection implements ReadTarget {
           if (this.held) return this.keepTail(chunk, off, end);
           continue;
         }
-        this.frame = { opcode, left: len, mask, at: 0, parts: direct ? null : [] };
+        // A frame in pieces: the bytes read so far must be kept, the read buffer being reused.
+        // Small frames (every one but raw chunks, normally) are put together in memory of the
+        // connection's, reused: a fresh buffer per frame costs a page fault per 4 KiB.
+        const whole = !direct && len <= this.inlineFrameBytes ? (this.assembly ??= Buffer.allocUnsafeSlow(this.inlineFrameBytes)) : null;
+        this.frame = { opcode, left: len, mask, at: 0, parts: direct ? null : [], whole };
         if (len === 0) this.endFrame();
         continue;
       }
@@ -279,10 +289,11 @@ export class Connection implements ReadTarget {
         for (let i = 0; i < piece.length; i++) un[i] = piece[i]! ^ f.mask[(f.at + i) & 3]!;
         piece = un;
       }
+      if (f.whole) f.whole.set(piece, f.at);
       f.at += take;
-      if (f.parts) {
-        // A frame read whole in this chunk is used in place; pieces of a longer one are kept (copied:
-        // the read buffer is reused).
+      if (f.whole) {
+        /* put together in place */
+      } else if (f.parts) {
         if (f.left === 0 && f.parts.length === 0) f.parts.push(piece);
         else f.parts.push(f.mask ? piece : Buffer.from(piece));
       } else {
@@ -309,7 +320,12 @@ export class Connection implements ReadTarget {
       }
       return;
     }
-    this.frameDone(f.opcode, f.parts.length === 1 ? f.parts[0]! : Buffer.concat(f.parts));
+    this.frameDone(f.opcode, f.whole ? f.whole.subarray(0, f.at) : f.parts.length === 1 ? f.parts[0]! : Buffer.concat(f.parts));
+  }
+
+  /** The largest frame a small message (or any frame but a raw chunk) makes. */
+  private get inlineFrameBytes(): number {
+    return this.opts.inlineBytes + MAX_HEADER + 14;
   }
 
   private frameDone(opcode: number, data: Buffer): void {
@@ -498,7 +514,14 @@ export class Connection implements ReadTarget {
       // a failed write kills the connection, which fails what depends on the peer. Nothing waits
       // on the write: the socket's own count of unwritten bytes bounds this path.
       if (this.closed || this.ws.readyState !== 1) return Promise.reject(new ProtocolError('connection is closed'));
-      this.socket.write(wsData(this.side === 'client', comm, tag, dtype, bytes.byteLength, 0, meta, bytes));
+      // The frame is built in memory reused from the last such send when that write went to the
+      // kernel at once (as it nearly always does): fresh memory for every message costs a page
+      // fault per 4 KiB written, more than the rest of the send at tens of KiB.
+      const reuse = this.frameOut ?? Buffer.allocUnsafeSlow(this.inlineFrameBytes);
+      this.frameOut = null;
+      const sock = this.socket;
+      sock.write(wsData(this.side === 'client', comm, tag, dtype, bytes.byteLength, 0, meta, bytes, reuse));
+      if (sock.writableLength === 0) this.frameOut = reuse; // else the socket still holds it
       return null;
     }
     if (this.queued === 0 && this.pendingBytes + bytes.byteLength <= this.opts.highWaterBytes && !this.closed && this.ws.readyState === 1) {

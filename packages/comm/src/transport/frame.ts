@@ -120,9 +120,12 @@ export function encodeData(comm: string, tag: number, dtype: number, bytes: numb
   return writeData(null, comm, tag, dtype, bytes, chunks, meta, payload);
 }
 
-/** encodeData's frame as a whole WebSocket message, header included, in one new buffer (one write). */
-export function wsData(masked: boolean, comm: string, tag: number, dtype: number, bytes: number, chunks: number, meta: unknown, payload?: Uint8Array): Buffer {
-  return writeData(masked, comm, tag, dtype, bytes, chunks, meta, payload);
+/**
+ * encodeData's frame as a whole WebSocket message, header included, in one buffer (one write): a
+ * view of `into` when it is large enough, else new memory.
+ */
+export function wsData(masked: boolean, comm: string, tag: number, dtype: number, bytes: number, chunks: number, meta: unknown, payload?: Uint8Array, into?: Buffer): Buffer {
+  return writeData(masked, comm, tag, dtype, bytes, chunks, meta, payload, into);
 }
 
 /** Writes the header of a final binary WebSocket frame of `len` bytes (all-zero mask key) at `o`. */
@@ -146,14 +149,14 @@ function wsHeaderAt(out: Uint8Array, o: number, len: number, masked: boolean): v
   }
 }
 
-function writeData(masked: boolean | null, comm: string, tag: number, dtype: number, bytes: number, chunks: number, meta: unknown, payload?: Uint8Array): Buffer {
+function writeData(masked: boolean | null, comm: string, tag: number, dtype: number, bytes: number, chunks: number, meta: unknown, payload?: Uint8Array, into?: Buffer): Buffer {
   const c = commBytes(comm);
   const m = meta === undefined ? null : packr.pack(meta);
   const hl = 1 + 1 + 2 + c.length + 5 + 1 + 5 + 5 + (m ? m.length : 0);
   const pl = payload?.byteLength ?? 0;
   const len = 4 + hl + pl;
   const hs = masked == null ? WS_RESERVE : wsHeaderSize(len, masked);
-  const out = Buffer.allocUnsafe(hs + len);
+  const out = into && into.length >= hs + len ? into.subarray(0, hs + len) : Buffer.allocUnsafe(hs + len);
   if (masked != null) wsHeaderAt(out, 0, len, masked);
   // Plain byte stores: Buffer's write methods inline into a graph several times larger, and this
   // function's optimisation is part of every job's warm-up.
