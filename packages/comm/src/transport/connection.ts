@@ -4,7 +4,7 @@ import { ProtocolError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Socket } from 'node:net';
 import { ownReads, type ReadTarget } from './reads.js';
-import { decodeFrame, encodeControl, encodeData, Kind, MAX_HEADER, wsData, wsFrame, wsHeader, type DataFrame, type Frame } from './frame.js';
+import { decodeFrame, encodeControl, encodeData, Kind, MAX_HEADER, wsData, wsFrame, wsFrameThenHeader, wsHeader, type DataFrame, type Frame } from './frame.js';
 
 /** What a connection hands its frames to. */
 export interface Sink {
@@ -529,19 +529,25 @@ export class Connection implements ReadTarget {
       // now, not after the caller's next await (a pipeline stage computes right after sending).
       // Corked: the announcement and every chunk leave in one writev (a separate small write costs
       // the receiver a wake-up of its own).
-      const chunks = Math.ceil(bytes.byteLength / chunkBytes);
+      // The announcement and the first chunk's header are one buffer; only the last write reports.
+      const n = bytes.byteLength;
+      const masked = this.side === 'client';
+      const head = wsFrameThenHeader(encodeData(comm, tag, dtype, n, Math.ceil(n / chunkBytes), meta), masked, Math.min(chunkBytes, n));
+      const total = head.byteLength + n;
       const sock = this.socket;
-      sock.cork();
-      this.sendRaw(encodeData(comm, tag, dtype, bytes.byteLength, chunks, meta));
-      const done = new Promise<void>((resolve, reject) => {
-        for (let off = 0; off < bytes.byteLength; off += chunkBytes) {
-          const end = Math.min(off + chunkBytes, bytes.byteLength);
-          if (end < bytes.byteLength) this.sendChunk(bytes.subarray(off, end));
-          else this.sendChunk(bytes.subarray(off, end), (e) => (e ? reject(e) : resolve()));
+      this.pendingBytes += total;
+      return new Promise<void>((resolve, reject) => {
+        const done = this.afterWrite(total, (e) => (e ? reject(e) : resolve()));
+        sock.cork();
+        sock.write(head);
+        for (let off = 0; off < n; off += chunkBytes) {
+          const end = Math.min(off + chunkBytes, n);
+          if (off > 0) sock.write(wsHeader(end - off, masked));
+          if (end < n) sock.write(bytes.subarray(off, end));
+          else sock.write(bytes.subarray(off, end), done);
         }
+        sock.uncork();
       });
-      sock.uncork();
-      return done;
     }
     this.queued++;
     const p = this.sendQueue.then(async () => {

@@ -128,6 +128,19 @@ export function wsData(masked: boolean, comm: string, tag: number, dtype: number
   return writeData(masked, comm, tag, dtype, bytes, chunks, meta, payload, into);
 }
 
+/**
+ * A frame as wsFrame makes it, followed by the header of the next frame (`nextLen` bytes), in one
+ * buffer: a large message's announcement and its first chunk's header go out as one write.
+ */
+export function wsFrameThenHeader(encoded: Buffer, masked: boolean, nextLen: number): Buffer {
+  const h1 = wsHeaderSize(encoded.length, masked);
+  const out = Buffer.allocUnsafe(h1 + encoded.length + wsHeaderSize(nextLen, masked));
+  wsHeaderAt(out, 0, encoded.length, masked);
+  out.set(encoded, h1);
+  wsHeaderAt(out, h1 + encoded.length, nextLen, masked);
+  return out;
+}
+
 /** Writes the header of a final binary WebSocket frame of `len` bytes (all-zero mask key) at `o`. */
 function wsHeaderAt(out: Uint8Array, o: number, len: number, masked: boolean): void {
   out[o] = 0x82;
