@@ -37,7 +37,7 @@ export interface InitOptions {
   maxMessageBytes?: number;
   /**
    * How long a large message that arrives before its receive is posted may wait unread in the
-   * socket, ms (HPDL_HOLD_MS, default 200; 0: never, such messages are read into memory of ours and
+   * socket, ms (HPDL_HOLD_MS, default 50; 0: never, such messages are read into memory of ours and
    * copied when their receive comes). See docs/comm.md, "Early messages".
    */
   holdMs?: number;
@@ -133,7 +133,7 @@ export async function init(opts: InitOptions = {}): Promise<World> {
       rendezvousTimeoutMs: opts.rendezvousTimeoutMs ?? envInt('HPDL_RENDEZVOUS_TIMEOUT_MS') ?? 120_000,
       heartbeatMs: opts.heartbeatMs ?? envInt('HPDL_HEARTBEAT_MS') ?? 1000,
       peerTimeoutMs: opts.peerTimeoutMs ?? envInt('HPDL_PEER_TIMEOUT_MS') ?? 30_000,
-      holdMs: opts.holdMs ?? envInt('HPDL_HOLD_MS', true) ?? 200,
+      holdMs: opts.holdMs ?? envInt('HPDL_HOLD_MS', true) ?? 50,
       maxMessageBytes: opts.maxMessageBytes ?? 2 ** 31 - 1,
       inlineBytes: 64 * 1024,
       chunkBytes: 4 * 1024 * 1024,

@@ -25,6 +25,13 @@ describe('point to point and sub-communicators', () => {
     expect(r.code).toBe(0);
     expect(r.out.filter((l) => /holds ok/.test(l))).toHaveLength(2);
   }, 30_000);
+
+  it('a hold that runs out reads the message on, and holds come back with the next receive', async () => {
+    const r = await runJob('holds-runout.mjs', 2, { env: { HPDL_TIMEOUT_MS: '60000', HPDL_HOLD_MS: '400' } });
+    expect(r.err.join('\n')).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out.filter((l) => /holds-runout ok/.test(l))).toHaveLength(2);
+  }, 30_000);
 });
 
 describe('long runs', () => {

@@ -586,10 +586,13 @@ export class Connection implements ReadTarget {
     this.held!.tail = off < end ? Buffer.from(chunk.subarray(off, end)) : null;
   }
 
-  /** A receive from the peer was posted: a held message is read on (into it, if it matches). */
-  noteReceive(): void {
+  /**
+   * A receive from the peer was posted: holds may happen again, and a held message is read on
+   * (into that receive's buffer, if it is the one) unless the receive already got a message.
+   */
+  noteReceive(waiting: boolean): void {
     this.mayHold = true;
-    if (this.held) this.release();
+    if (waiting && this.held) this.release();
   }
 
   /**
