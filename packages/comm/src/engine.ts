@@ -272,7 +272,7 @@ export class Engine implements Sink {
       const s = this.slot(comm, src, tag);
       // The oldest message not yet promised to an earlier receive (messages keep their order).
       const m = s.msgs.find((x) => !x.waiter);
-      if (m) this.mesh?.conns[src]?.noteReceive(false);
+      if (m) this.mesh?.conns[src]?.noteReceive(false, into != null);
       if (m && m.complete) {
         s.msgs.splice(s.msgs.indexOf(m), 1);
         this.account(src, -m.bytes.byteLength);
@@ -285,7 +285,7 @@ export class Engine implements Sink {
         this.account(src, -m.bytes.byteLength);
       } else {
         s.waiters.push(w);
-        this.mesh?.conns[src]?.noteReceive(true);
+        this.mesh?.conns[src]?.noteReceive(true, into != null);
       }
       if (Number.isFinite(timeoutMs)) {
         w.deadline = Date.now() + timeoutMs;

@@ -587,12 +587,17 @@ export class Connection implements ReadTarget {
   }
 
   /**
-   * A receive from the peer was posted: holds may happen again, and a held message is read on
-   * (into that receive's buffer, if it is the one) unless the receive already got a message.
+   * A receive from the peer was posted (`waiting`: nothing it matches has arrived yet). A held
+   * message is read on, into that receive's buffer if it is the one. Holds pay only for receives
+   * into a buffer of the caller's (one without gets the memory the message was read into, held or
+   * not): a receive without one ends them, one with one brings them back, as after a hold ran out.
    */
-  noteReceive(waiting: boolean): void {
-    this.mayHold = true;
-    if (waiting && this.held) this.release();
+  noteReceive(waiting: boolean, withBuffer: boolean): void {
+    if (withBuffer) this.mayHold = true;
+    if (waiting && this.held) {
+      if (!withBuffer) this.mayHold = false;
+      this.release();
+    }
   }
 
   /**
