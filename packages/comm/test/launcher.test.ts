@@ -47,6 +47,16 @@ describe('hpdl launch', () => {
     expect(code).not.toBe(0);
   });
 
+  it('outlives a reader that stops reading (hpdl launch ... | head): the job finishes, exit code 0', async () => {
+    const p = spawn(process.execPath, [cli, 'launch', '-n', '2', fixture('echo.mjs'), 'lines'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d) => (err += d));
+    p.stdout.once('data', () => p.stdout.destroy());
+    const code = await new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+    expect(err).not.toMatch(/EPIPE|Error/);
+    expect(code).toBe(0);
+  });
+
   it('runs the documented example: every rank ends with the average', () => {
     const r = spawnSync(process.execPath, [cli, 'launch', '-n', '3', join(dirname(fileURLToPath(import.meta.url)), '../examples/allreduce.mjs')], { encoding: 'utf8' });
     expect(r.status).toBe(0);

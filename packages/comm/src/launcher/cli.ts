@@ -7,6 +7,14 @@ function positiveInt(v: string): number {
   return n;
 }
 
+// A closed output pipe (`hpdl launch ... | head`) must not kill the launcher, which would leave the
+// ranks writing into a broken pipe of their own: their further output is dropped, the job runs on.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+  });
+}
+
 const program = new Command('hpdl').description('hpdl command-line tools').enablePositionalOptions();
 
 program

@@ -65,8 +65,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   const masterPort = o.masterPort ?? (await freePort(masterAddr));
   const token = randomBytes(32).toString('hex');
   const graceMs = o.graceMs ?? 5000;
-  const out = o.out ?? ((l: string) => process.stdout.write(`${l}\n`));
-  const err = o.err ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const out = o.out ?? ((l: string) => void (process.stdout.destroyed || process.stdout.write(`${l}\n`)));
+  const err = o.err ?? ((l: string) => void (process.stderr.destroyed || process.stderr.write(`${l}\n`)));
   const prefix = o.prefix ?? true;
   const width = String(o.nprocs - 1).length;
 

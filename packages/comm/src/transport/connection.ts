@@ -74,7 +74,7 @@ export class Connection implements ReadTarget {
   private pausedFor = 0;
   /** A large message left in the socket until its receive is posted (see hold). */
   private held: { f: DataFrame; tail: Buffer | null; timer: NodeJS.Timeout } | null = null;
-  /** False after a hold ran out: no new hold until a receive from the peer is posted. */
+  /** False after a hold ran out or a receive without a buffer ended one (see noteReceive). */
   private mayHold = true;
   /** Set once the job has started: during start-up a control frame may follow a held message. */
   holdsEnabled = false;
@@ -290,10 +290,7 @@ export class Connection implements ReadTarget {
         piece = un;
       }
       if (f.whole) f.whole.set(piece, f.at);
-      f.at += take;
-      if (f.whole) {
-        /* put together in place */
-      } else if (f.parts) {
+      else if (f.parts) {
         if (f.left === 0 && f.parts.length === 0) f.parts.push(piece);
         else f.parts.push(f.mask ? piece : Buffer.from(piece));
       } else {
@@ -302,6 +299,7 @@ export class Connection implements ReadTarget {
         c.filled += piece.length;
         c.left -= piece.length;
       }
+      f.at += take;
       if (f.left === 0) {
         this.endFrame();
         if (this.held) return this.keepTail(chunk, off, end);
@@ -568,11 +566,6 @@ export class Connection implements ReadTarget {
   // left in the socket for a moment, it is read straight into the posted buffer (MPI's rendezvous
   // protocol gets the same by asking the receiver before sending). In collectives the receive
   // usually follows within a few milliseconds: a rank leaves the previous call a little late.
-
-  /** Whether a message is being held (a receive from the peer should call release). */
-  get holding(): boolean {
-    return this.held != null;
-  }
 
   private hold(f: DataFrame): void {
     // Unread, the socket says nothing of the peer: the hold ends well before it would look silent.
