@@ -12,7 +12,8 @@ export interface Sink {
   onData(peer: number, f: DataFrame, payload: Uint8Array): void;
   /**
    * A chunked message starts: return the bytes to fill (f.bytes long), or, only when `mayHold`, null
-   * to leave the message in the socket until `release` is called (nobody waits for it yet).
+   * to leave the message in the socket until a receive from the peer is posted (noteReceive) or the
+   * hold runs out (nobody waits for it yet).
    */
   onChunkedBegin(peer: number, f: DataFrame, mayHold: boolean): Uint8Array | null;
   /** The chunked message is complete. */
@@ -595,7 +596,8 @@ export class Connection implements ReadTarget {
 
   /**
    * Reads the held message on: into the posted buffer when its receive is now waiting, else into
-   * memory of ours as any early message. After a hold that ran out, none until the next receive.
+   * memory of ours as any early message. After a hold that ran out, none until the next receive
+   * into a caller's buffer.
    */
   private release(timedOut = false): void {
     const h = this.held;
