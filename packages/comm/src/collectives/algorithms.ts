@@ -285,12 +285,13 @@ interface HalvingStep {
  */
 class Halving {
   readonly steps: HalvingStep[] = [];
-  readonly bounds: number[];
-  readonly scratch: Scratch;
-  readonly landed: Buf[] = [];
+  /** The reduce-scatter's receives, by step. */
   readonly halves: Promise<Buf>[];
   /** The allgather's receives, by step. */
   readonly gathered: Promise<Buf>[];
+  private readonly bounds: number[];
+  private readonly scratch: Scratch;
+  private readonly landed: Buf[] = []; // where each step's half lands, in scratch
   private cur: Buf | null = null; // the reduced data of the previous step's kept range
   private curLo = 0; // ... which starts at this element of buf
 
