@@ -1,6 +1,10 @@
 import { tf } from './tf.js';
 import type * as TF from '@tensorflow/tfjs-core';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BackendError } from './errors.js';
 
 /** Backends in order of preference. */
@@ -11,7 +15,7 @@ const require = createRequire(import.meta.url);
 
 const HOW_TO_GET: Record<BackendName, string> = {
   tensorflow:
-    'install @tensorflow/tfjs-node (or @tensorflow/tfjs-node-gpu) 4.22; its install step downloads libtensorflow, so it needs access to that download',
+    'install @tensorflow/tfjs-node (or @tensorflow/tfjs-node-gpu) 4.22, whose install step downloads libtensorflow; where that download is blocked, `npm run setup:tensorflow` in the hpdl repository builds it from TensorFlow\'s Python wheel',
   wasm: 'install @tensorflow/tfjs-backend-wasm 4.22 (a dependency of @hpdl/core; reinstall if it is missing)',
   cpu: 'install @tensorflow/tfjs-backend-cpu 4.22 (a dependency of @hpdl/core; reinstall if it is missing)',
 };
@@ -19,15 +23,49 @@ const HOW_TO_GET: Record<BackendName, string> = {
 let active: BackendName | null = null;
 let initialising: Promise<BackendName> | null = null;
 
+const verbose = () => Boolean(process.env.HPDL_VERBOSE);
+
+interface QuietStderr {
+  silence(): number;
+  restore(fd: number): void;
+}
+
+/** Core's optional native helper (built by `npm run setup:tensorflow`), or null where it was not built. */
+function quietStderr(): QuietStderr | null {
+  const file = join(dirname(fileURLToPath(import.meta.url)), '..', 'native', 'build', 'Release', 'hpdl_quiet_stderr.node');
+  if (!existsSync(file)) return null;
+  try {
+    return require(file) as QuietStderr;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Loads tfjs-node (the GPU build first). Quiet unless HPDL_VERBOSE is set: TensorFlow's C++ logging
+ * below errors is turned off (TF_CPP_MIN_LOG_LEVEL, unless the user set it), and the lines its
+ * library prints while it loads, before that setting is read, are kept off stderr.
+ */
+function loadTensorflow(): void {
+  const quiet = verbose() ? null : quietStderr();
+  if (!verbose()) process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+  const fd = quiet?.silence() ?? -1;
+  try {
+    try {
+      require('@tensorflow/tfjs-node-gpu');
+    } catch {
+      require('@tensorflow/tfjs-node');
+    }
+  } finally {
+    if (fd >= 0) quiet!.restore(fd);
+  }
+}
+
 /** Loads the package that registers a backend; returns the reason it could not, or null. */
 function register(name: BackendName): string | null {
   try {
     if (name === 'tensorflow') {
-      try {
-        require('@tensorflow/tfjs-node-gpu');
-      } catch {
-        require('@tensorflow/tfjs-node');
-      }
+      loadTensorflow();
     } else if (name === 'wasm') {
       require('@tensorflow/tfjs-backend-wasm');
     } else {
@@ -76,7 +114,7 @@ export async function initBackend(name?: BackendName | string): Promise<BackendN
       const reason = await tryBackend(candidate);
       if (reason == null) {
         active = candidate;
-        if (process.env.HPDL_VERBOSE) console.error(`[hpdl] backend: ${describeBackend()}`);
+        if (verbose()) console.error(`[hpdl] backend: ${describeBackend()}`);
         return candidate;
       }
       tried.push(`${candidate}: ${reason}`);
@@ -105,20 +143,53 @@ export function backendName(): BackendName {
   return active;
 }
 
-/** One line describing the active backend, for logs: name, and threads for wasm. */
+/** One line describing the active backend, for logs: its name and the threads it computes with. */
 export function describeBackend(): string {
   const name = backendName();
   if (name === 'wasm') {
     const wasm = require('@tensorflow/tfjs-backend-wasm') as { getThreadsCount?: () => number };
     return `wasm (${wasm.getThreadsCount?.() ?? 1} thread(s))`;
   }
+  if (name === 'tensorflow') {
+    const { intraOp, interOp } = tensorflowThreads();
+    return `tensorflow (${intraOp} intra-op thread(s), ${interOp} inter-op thread(s))`;
+  }
   return name;
 }
 
 /**
- * Whether matMul with a transpose flag is slow here, so that gradient rules transpose explicitly
- * (measured on wasm: 10-25x slower with a flag than transpose followed by a plain matMul).
+ * The sizes of TensorFlow's thread pools in this process: TF_NUM_INTRAOP_THREADS and
+ * TF_NUM_INTEROP_THREADS as set (by `hpdl launch` for each local rank, or by the user), else every core.
  */
-export function explicitTranspose(): boolean {
-  return backendName() !== 'tensorflow';
+export function tensorflowThreads(): { intraOp: number; interOp: number } {
+  const read = (v: string | undefined) => (v && Number(v) > 0 ? Math.floor(Number(v)) : availableParallelism());
+  return { intraOp: read(process.env.TF_NUM_INTRAOP_THREADS), interOp: read(process.env.TF_NUM_INTEROP_THREADS) };
+}
+
+/**
+ * Which form of a gradient rule is fastest (and right) on a backend. Rules with more than one form
+ * read these; each form is tested against tf.grads and finite differences on every backend.
+ */
+export interface KernelTraits {
+  /** matMul with a transpose flag runs as fast as without one; else operands are transposed first (wasm: 10-25x slower with a flag). */
+  transposeFlags: boolean;
+  /**
+   * The backend's own backprop kernels (Conv2DBackpropInput/Filter, MaxPoolGrad, AvgPoolGrad,
+   * TensorFlow's ReluGrad) are fast and exact; else gradients are built from forward kernels (on
+   * wasm several backprop kernels are slow or missing).
+   */
+  nativeBackprop: boolean;
+  /** UnsortedSegmentSum exists (the embedding gradient); else a one-hot matmul is used. */
+  segmentSum: boolean;
+}
+
+const TRAITS: Record<BackendName, KernelTraits> = {
+  tensorflow: { transposeFlags: true, nativeBackprop: true, segmentSum: true },
+  wasm: { transposeFlags: false, nativeBackprop: false, segmentSum: false },
+  cpu: { transposeFlags: false, nativeBackprop: false, segmentSum: true },
+};
+
+/** The kernel traits of the active backend. */
+export function kernelTraits(): KernelTraits {
+  return TRAITS[backendName()];
 }

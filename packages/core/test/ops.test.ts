@@ -9,6 +9,22 @@ import { availableBackends, finiteDiff, maxRelErr, outputShape, oursWithGrads, r
 const permute3 = <T>(a: T[]): T[] => [a[2]!, a[0]!, a[1]!];
 const idx = (values: number[], shape: number[]) => new Tensor(tf.tensor(values, shape, 'int32'));
 
+/**
+ * Average pooling with 'same' padding built from ops whose gradients tf.grads gets right (its
+ * AvgPoolGrad on cpu divides edge windows by the whole window): a sum over the zero-padded input,
+ * divided by the number of input elements each window covers.
+ */
+function avgPoolSameRef(x: TF.Tensor, k: number, s: number): TF.Tensor {
+  const pads = (n: number) => {
+    const total = Math.max((Math.ceil(n / s) - 1) * s + k - n, 0);
+    return [Math.floor(total / 2), total - Math.floor(total / 2)] as [number, number];
+  };
+  const p: [number, number][] = [[0, 0], pads(x.shape[1]!), pads(x.shape[2]!), [0, 0]];
+  const sums = tf.avgPool(tf.pad(x, p) as TF.Tensor4D, k, s, 'valid');
+  const counts = tf.avgPool(tf.pad(tf.onesLike(x), p) as TF.Tensor4D, k, s, 'valid');
+  return tf.div(sums, counts);
+}
+
 // Every operation, against the same function written with TensorFlow.js ops and differentiated by tf.grads.
 const cases: GradCase[] = [
   { name: 'add broadcast', shapes: [[3, 4], [4]], ours: h.add, ref: tf.add },
@@ -94,6 +110,25 @@ const cases: GradCase[] = [
     ours: (x, w) => h.conv2d(x!, w!, null, { padding: [2, 0, 1, 1] }),
     ref: (x, w) => tf.conv2d(x as TF.Tensor4D, w as TF.Tensor4D, 1, [[0, 0], [2, 0], [1, 1], [0, 0]]),
   },
+  {
+    name: 'conv2d explicit padding stride 2',
+    shapes: [[2, 6, 7, 3], [3, 2, 3, 2], [2]],
+    ours: (x, w, b) => h.conv2d(x!, w!, b, { stride: [2, 1], padding: [1, 2, 0, 1] }),
+    ref: (x, w, b) => tf.add(tf.conv2d(x as TF.Tensor4D, w as TF.Tensor4D, [2, 1], [[0, 0], [1, 2], [0, 1], [0, 0]]), b!),
+  },
+  {
+    name: 'conv2d 1x1 same stride 2 (even size)',
+    shapes: [[2, 6, 6, 4], [1, 1, 4, 3]],
+    ours: (x, w) => h.conv2d(x!, w!, null, { stride: 2, padding: 'same' }),
+    ref: (x, w) => tf.conv2d(x as TF.Tensor4D, w as TF.Tensor4D, 2, 'same'),
+  },
+  {
+    name: 'conv2d input constant (first layer)',
+    shapes: [[2, 5, 5, 1], [3, 3, 1, 4], [4]],
+    constant: [0],
+    ours: (x, w, b) => h.conv2d(x!, w!, b, { padding: 'same' }),
+    ref: (x, w, b) => tf.add(tf.conv2d(x as TF.Tensor4D, w as TF.Tensor4D, 1, 'same'), b!),
+  },
   { name: 'maxPool2d', shapes: [[2, 4, 6, 3]], ours: (x) => h.maxPool2d(x, 2), ref: (x) => tf.maxPool(x as TF.Tensor4D, 2, 2, 'valid'), noFiniteDiff: true },
   {
     name: 'maxPool2d overlapping same',
@@ -124,6 +159,11 @@ const cases: GradCase[] = [
     noFiniteDiff: true,
   },
   { name: 'avgPool2d', shapes: [[2, 4, 6, 3]], ours: (x) => h.avgPool2d(x, 2), ref: (x) => tf.avgPool(x as TF.Tensor4D, 2, 2, 'valid') },
+  // Odd sizes with 'same' padding: windows at the edge average fewer elements.
+  { name: 'avgPool2d same odd 9x9', shapes: [[2, 9, 9, 2]], ours: (x) => h.avgPool2d(x, 2, 2, 'same'), ref: (x) => avgPoolSameRef(x, 2, 2) },
+  { name: 'avgPool2d same odd 5x7', shapes: [[1, 5, 7, 3]], ours: (x) => h.avgPool2d(x, 2, 2, 'same'), ref: (x) => avgPoolSameRef(x, 2, 2) },
+  { name: 'avgPool2d overlapping same', shapes: [[1, 6, 5, 2]], ours: (x) => h.avgPool2d(x, 3, 2, 'same'), ref: (x) => avgPoolSameRef(x, 3, 2) },
+  { name: 'avgPool2d valid odd', shapes: [[1, 7, 5, 2]], ours: (x) => h.avgPool2d(x, [3, 2], [2, 1]), ref: (x) => tf.avgPool(x as TF.Tensor4D, [3, 2], [2, 1], 'valid') },
   { name: 'softmax', shapes: [[3, 5]], ours: (x) => h.softmax(x), ref: (x) => tf.softmax(x) },
   {
     name: 'logSoftmax',

@@ -1,6 +1,7 @@
 import { tf } from '../tf.js';
 import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
+import { kernelTraits } from '../backend.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { expectRank } from './util.js';
@@ -47,11 +48,32 @@ export interface Conv2dOptions {
 }
 
 /**
+ * The two gradients of a convolution with TensorFlow's own backprop kernels. They take 'valid' or
+ * 'same' padding; other padding runs as 'valid' over the explicitly padded input.
+ */
+function nativeConvGrads(dy: TF.Tensor, x: TF.Tensor, w: TF.Tensor, needs: boolean[], strides: [number, number], pads: [number, number, number, number], same: boolean) {
+  const [pt, pb, pl, pr] = pads;
+  const explicit = !same && pt + pb + pl + pr > 0;
+  const mode = same ? 'same' : 'valid';
+  const xp = explicit && needs[1] ? padOrCrop(x, pt, pb, pl, pr) : x;
+  const inShape = explicit ? [x.shape[0]!, x.shape[1]! + pt + pb, x.shape[2]! + pl + pr, x.shape[3]!] : x.shape;
+  let dx: TF.Tensor | null = null;
+  if (needs[0]) {
+    dx = tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { strides, pad: mode, dataFormat: 'NHWC', inputShape: inShape } as never) as TF.Tensor;
+    if (explicit) dx = padOrCrop(dx, -pt, -pb, -pl, -pr);
+  }
+  const dw = needs[1]
+    ? (tf.engine().runKernel('Conv2DBackpropFilter', { x: xp, dy }, { strides, pad: mode, dataFormat: 'NHWC', filterShape: w.shape } as never) as TF.Tensor)
+    : null;
+  return { dx, dw };
+}
+
+/**
  * 2-D convolution over NHWC input with an HWIO filter [kh, kw, in, out] and optional bias.
- * Both gradients are computed as forward convolutions (the input gradient with the flipped filter
- * over the dilated, padded output gradient; the filter gradient as a correlation of input and output
- * gradient): on wasm these run 5-10x faster than conv2dTranspose, and Conv2DBackpropFilter does not
- * exist there at all.
+ * Gradients: the backend's backprop kernels where they are fast (tensorflow); elsewhere both as
+ * forward convolutions (the input gradient with the flipped filter over the dilated, padded output
+ * gradient; the filter gradient as a correlation of input and output gradient): on wasm these run
+ * 5-10x faster than conv2dTranspose, and Conv2DBackpropFilter does not exist there at all.
  */
 export function conv2d(x: Tensor, w: Tensor, b?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
   expectRank('conv2d', 'input', x, [4]);
@@ -77,7 +99,14 @@ export function conv2d(x: Tensor, w: Tensor, b?: Tensor | null, opts: Conv2dOpti
     bias: b?.data,
   });
   const inputs = b ? [x, w, b] : [x, w];
+  const pads: [number, number, number, number] = [pt, pb, pl, pr];
+  const same = opts.padding === 'same' || pads.every((p, i) => p === explicitPadding('same', h, wd, kh, kw, sh, sw)[i]);
   return record('conv2d', inputs, y, [x.data, w.data], (dy, [sx, sf], needs) => {
+    const bias = needs[2] ? tf.sum(dy, [0, 1, 2]) : null;
+    if (kernelTraits().nativeBackprop) {
+      const { dx, dw } = nativeConvGrads(dy, sx!, sf!, needs, [sh, sw], pads, same);
+      return [dx, dw, bias];
+    }
     let dx: TF.Tensor | null = null;
     let dw: TF.Tensor | null = null;
     if (needs[0]) {
@@ -95,6 +124,6 @@ export function conv2d(x: Tensor, w: Tensor, b?: Tensor | null, opts: Conv2dOpti
       const r = tf.conv2d(xt, ft, 1, 'valid', 'NHWC', [sh, sw]); // [ci, kh, kw, co]
       dw = tf.transpose(r, [1, 2, 0, 3]);
     }
-    return [dx, dw, needs[2] ? tf.sum(dy, [0, 1, 2]) : null];
+    return [dx, dw, bias];
   });
 }

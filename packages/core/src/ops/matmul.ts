@@ -1,7 +1,7 @@
 import { tf } from '../tf.js';
 import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
-import { explicitTranspose } from '../backend.js';
+import { kernelTraits } from '../backend.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { broadcastShape, unbroadcast } from './util.js';
@@ -15,14 +15,13 @@ function swapLast(t: TF.Tensor): TF.Tensor {
 }
 
 /**
- * a @ b with either operand transposed, in the form fastest on the active backend: wasm's matMul
- * with a transpose flag is 10-25x slower than an explicit transpose followed by a plain matMul, and
- * the transpose itself costs as much as a small product. So for matrices, of a @ b^T = (b @ a^T)^T
- * (and a^T @ b = (b^T @ a)^T), the side that transposes fewer elements is taken: with a micro-batch
- * of 32 rows and a 1024x1024 weight, the input gradient takes 2.3 ms instead of 15.
+ * a @ b with either operand transposed, in the form fastest on the active backend. Where matMul with
+ * a transpose flag is slow (wasm), the operand is transposed first, and since the transpose itself
+ * costs as much as a small product, for matrices the side that transposes fewer elements is taken:
+ * a @ b^T = (b @ a^T)^T and a^T @ b = (b^T @ a)^T (a micro-batch of rows against a large weight).
  */
 export function mm(a: TF.Tensor, b: TF.Tensor, transA = false, transB = false): TF.Tensor {
-  if (!(transA || transB) || !explicitTranspose()) return tf.matMul(a, b, transA, transB);
+  if (!(transA || transB) || kernelTraits().transposeFlags) return tf.matMul(a, b, transA, transB);
   if (a.rank === 2 && b.rank === 2 && transA !== transB) {
     if (transB) {
       const [m, k] = a.shape as [number, number];

@@ -1,7 +1,7 @@
 import { tf } from '../tf.js';
 import type * as TF from '@tensorflow/tfjs-core';
 import { record, recordMulti } from '../autograd.js';
-import { backendName } from '../backend.js';
+import { kernelTraits } from '../backend.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { normAxis, oneHotF32 } from './util.js';
@@ -127,7 +127,7 @@ export function gather(x: Tensor, indices: Tensor): Tensor {
     const width = shape.slice(1).reduce((a, b) => a * b, 1);
     const dy2 = tf.reshape(dy, [flatIdx.size, width]);
     let g: TF.Tensor;
-    if (backendName() === 'wasm') {
+    if (!kernelTraits().segmentSum) {
       const oh = oneHotF32(flatIdx as TF.Tensor1D, rows); // [n, rows]
       g = tf.matMul(tf.transpose(oh), dy2);
     } else {

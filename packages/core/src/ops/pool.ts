@@ -1,7 +1,7 @@
 import { tf } from '../tf.js';
 import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
-import { backendName } from '../backend.js';
+import { kernelTraits } from '../backend.js';
 import type { Tensor } from '../tensor.js';
 import { explicitPadding, type Padding } from './conv.js';
 import { expectRank } from './util.js';
@@ -65,18 +65,47 @@ export function maxPool2d(x: Tensor, kernel: number | [number, number], stride?:
   const { k, s, pad } = poolArgs(kernel, stride, padding);
   const y = tf.maxPool(x.data as TF.Tensor4D, k, s, pad as 'valid');
   return record('maxPool2d', [x], y, [x.data, y], (dy, [sx, sy]) => [
-    backendName() === 'wasm'
-      ? maxPoolGradComposed(dy, sx!, sy!, k, s, padding)
-      : (tf.engine().runKernel('MaxPoolGrad', { dy, input: sx!, output: sy! }, { filterSize: k, strides: s, pad } as never) as TF.Tensor),
+    kernelTraits().nativeBackprop
+      ? (tf.engine().runKernel('MaxPoolGrad', { dy, input: sx!, output: sy! }, { filterSize: k, strides: s, pad } as never) as TF.Tensor)
+      : maxPoolGradComposed(dy, sx!, sy!, k, s, padding),
   ]);
 }
 
-/** 2-D average pooling over NHWC input; stride defaults to the kernel size. */
+/**
+ * How many input elements each output window of a padded average pool covers, as [1, oh, ow, 1]
+ * (windows at a padded edge average fewer elements).
+ */
+function windowCounts(h: number, w: number, k: [number, number], s: [number, number], pads: [number, number, number, number], oh: number, ow: number): TF.Tensor {
+  const [pt, , pl] = pads;
+  const span = (start: number, size: number, limit: number) => Math.min(start + size, limit) - Math.max(start, 0);
+  const counts = new Float32Array(oh * ow);
+  for (let i = 0; i < oh; i++) {
+    const rows = span(i * s[0] - pt, k[0], h);
+    for (let j = 0; j < ow; j++) counts[i * ow + j] = rows * span(j * s[1] - pl, k[1], w);
+  }
+  return tf.tensor4d(counts, [1, oh, ow, 1]);
+}
+
+/**
+ * 2-D average pooling over NHWC input; stride defaults to the kernel size. With padding, edge
+ * windows average only the elements they cover (TensorFlow's convention). Gradient: the backend's
+ * AvgPoolGrad; the cpu and wasm kernels (4.22) divide by the whole window even where it overlaps the
+ * padding, so there the output gradient is first scaled by window size / elements covered.
+ */
 export function avgPool2d(x: Tensor, kernel: number | [number, number], stride?: number | [number, number], padding: Padding = 'valid'): Tensor {
   expectRank('avgPool2d', 'input', x, [4]);
   const { k, s, pad } = poolArgs(kernel, stride, padding);
+  const xShape = x.shape as [number, number, number, number];
+  const pads = explicitPadding(padding, xShape[1], xShape[2], k[0], k[1], s[0], s[1]);
   const y = tf.avgPool(x.data as TF.Tensor4D, k, s, pad as 'valid');
-  return record('avgPool2d', [x], y, [x.data], (dy, [sx]) => [
-    tf.engine().runKernel('AvgPoolGrad', { dy, input: sx! }, { filterSize: k, strides: s, pad } as never) as TF.Tensor,
-  ]);
+  const [, oh, ow] = y.shape as [number, number, number, number];
+  // Only the input's shape is needed: nothing is saved.
+  return record('avgPool2d', [x], y, [], (dy) => {
+    let g = dy;
+    if (!kernelTraits().nativeBackprop && pads.some((p) => p > 0)) {
+      g = tf.div(tf.mul(dy, k[0] * k[1]), windowCounts(xShape[1], xShape[2], k, s, pads, oh, ow));
+    }
+    const input = tf.zeros(xShape);
+    return [tf.engine().runKernel('AvgPoolGrad', { dy: g, input }, { filterSize: k, strides: s, pad } as never) as TF.Tensor];
+  });
 }

@@ -1,7 +1,9 @@
 import { tf } from '../tf.js';
 import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
+import { kernelTraits } from '../backend.js';
 import type { Tensor } from '../tensor.js';
+import { tensorflowOp } from './native.js';
 
 // Each rule saves either the input (x) or the output (y), whichever its derivative is cheapest from.
 function unaryX(name: string, x: Tensor, f: (x: TF.Tensor) => TF.Tensor, g: (dy: TF.Tensor, x: TF.Tensor) => TF.Tensor): Tensor {
@@ -49,21 +51,26 @@ export function pow(x: Tensor, p: number): Tensor {
 export function scale(x: Tensor, c: number): Tensor {
   return record('scale', [x], tf.mul(x.data, c), [], (dy) => [tf.mul(dy, c)]);
 }
-/** max(x, 0). Gradient from the output: wasm has no ReluGrad kernel, Step it has. */
+/**
+ * max(x, 0). Gradient from the output: TensorFlow's own ReluGrad where it runs (tfjs-node's Step is
+ * four ops), else dy * step(y) (wasm has no ReluGrad kernel, Step it has).
+ */
 export function relu(x: Tensor): Tensor {
-  return unaryY('relu', x, tf.relu, (dy, y) => tf.mul(dy, tf.step(y)));
+  return unaryY('relu', x, tf.relu, (dy, y) => (kernelTraits().nativeBackprop ? tensorflowOp('ReluGrad', [dy, y]) : tf.mul(dy, tf.step(y))));
 }
 /** x for x > 0, alpha * x otherwise. */
 export function leakyRelu(x: Tensor, alpha = 0.01): Tensor {
   return unaryX('leakyRelu', x, (t) => tf.leakyRelu(t, alpha), (dy, x) => tf.mul(dy, tf.add(tf.mul(tf.step(x), 1 - alpha), alpha)));
 }
-/** Logistic sigmoid 1 / (1 + e^-x). */
+/** Logistic sigmoid 1 / (1 + e^-x). Gradient: TensorFlow's SigmoidGrad where it runs, else composed. */
 export function sigmoid(x: Tensor): Tensor {
-  return unaryY('sigmoid', x, tf.sigmoid, (dy, y) => tf.mul(dy, tf.mul(y, tf.sub(1, y))));
+  return unaryY('sigmoid', x, tf.sigmoid, (dy, y) =>
+    kernelTraits().nativeBackprop ? tensorflowOp('SigmoidGrad', [y, dy]) : tf.mul(dy, tf.mul(y, tf.sub(1, y))),
+  );
 }
-/** Hyperbolic tangent. */
+/** Hyperbolic tangent. Gradient: TensorFlow's TanhGrad where it runs, else composed. */
 export function tanh(x: Tensor): Tensor {
-  return unaryY('tanh', x, tf.tanh, (dy, y) => tf.mul(dy, tf.sub(1, tf.square(y))));
+  return unaryY('tanh', x, tf.tanh, (dy, y) => (kernelTraits().nativeBackprop ? tensorflowOp('TanhGrad', [y, dy]) : tf.mul(dy, tf.sub(1, tf.square(y)))));
 }
 
 const SQRT1_2 = Math.SQRT1_2;
