@@ -4,7 +4,7 @@ import { record } from '../autograd.js';
 import { kernelTraits } from '../backend.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { broadcastShape, unbroadcast } from './util.js';
+import { broadcastShape, reshapeTo, unbroadcast } from './util.js';
 
 /** Swaps the last two dimensions. */
 function swapLast(t: TF.Tensor): TF.Tensor {
@@ -67,16 +67,16 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   const lead = sx.slice(0, -1);
   const rows = lead.reduce((p, q) => p * q, 1);
   const y = tf.tidy(() => {
-    const x2 = tf.reshape(x.data, [rows, inF]);
+    const x2 = reshapeTo(x.data, [rows, inF]);
     const out = tf.fused.matMul({ a: x2 as TF.Tensor2D, b: w.data as TF.Tensor2D, bias: b?.data });
-    return tf.reshape(out, [...lead, outF]);
+    return reshapeTo(out, [...lead, outF]);
   });
   const inputs = b ? [x, w, b] : [x, w];
   return record('linear', inputs, y, [x.data, w.data], (dy, [sxv, sw], needs) => {
-    const dy2 = tf.reshape(dy, [rows, outF]);
-    const x2 = tf.reshape(sxv!, [rows, inF]);
+    const dy2 = reshapeTo(dy, [rows, outF]);
+    const x2 = reshapeTo(sxv!, [rows, inF]);
     return [
-      needs[0] ? tf.reshape(mm(dy2, sw!, false, true), sx) : null,
+      needs[0] ? reshapeTo(mm(dy2, sw!, false, true), sx) : null,
       needs[1] ? mm(x2, dy2, true, false) : null,
       needs[2] ? tf.sum(dy2, 0) : null,
     ];

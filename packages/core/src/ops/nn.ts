@@ -4,7 +4,9 @@ import { record } from '../autograd.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import { defaultGenerator, type Generator } from '../random.js';
 import { Tensor } from '../tensor.js';
-import { normAxis, oneHotF32 } from './util.js';
+import { kernelTraits } from '../backend.js';
+import { tensorflowOp } from './native.js';
+import { normAxis, oneHotF32, reshapeTo } from './util.js';
 
 function lastAxisOnly(op: string, x: Tensor, axis: number): void {
   if (normAxis(op, axis, x.rank) !== x.rank - 1) {
@@ -37,7 +39,9 @@ export type Reduction = 'mean' | 'sum' | 'none';
 
 /**
  * Cross-entropy of logits [..., C] against integer class targets [...], fused with log-softmax:
- * the gradient is (softmax - onehot), with no division by probabilities.
+ * the gradient is (softmax - onehot), with no division by probabilities. It keeps that difference
+ * (or softmax and the one-hot rows) for backward. On tensorflow, one native op computes the per-example
+ * losses and the difference together.
  */
 export function crossEntropy(logits: Tensor, targets: Tensor, reduction: Reduction = 'mean'): Tensor {
   const ls = logits.shape;
@@ -47,20 +51,22 @@ export function crossEntropy(logits: Tensor, targets: Tensor, reduction: Reducti
     throw new ShapeError(`crossEntropy: logits of shape ${fmtShape(ls)} need targets of shape ${fmtShape(ls.slice(0, -1))}, found ${fmtShape(targets.shape)}`);
   }
   const n = targets.size;
-  const [loss, probs, onehot] = tf.tidy(() => {
-    const x = tf.reshape(logits.data, [n, classes]);
+  const reduce = (per: TF.Tensor) => (reduction === 'mean' ? tf.mean(per) : reduction === 'sum' ? tf.sum(per) : reshapeTo(per, ls.slice(0, -1)));
+  const [loss, diff] = tf.tidy(() => {
+    const x = reshapeTo(logits.data, [n, classes]);
+    const t = reshapeTo(targets.data, [n]) as TF.Tensor1D;
+    if (kernelTraits().nativeBackprop) {
+      const [per, d] = tensorflowOp('SparseSoftmaxCrossEntropyWithLogits', [x, t], 2, ['Tlabels']);
+      return [reduce(per!), d!];
+    }
     const shifted = tf.sub(x, tf.max(x, -1, true));
-    const lse = tf.log(tf.sum(tf.exp(shifted), -1, true));
-    const logp = tf.sub(shifted, lse);
-    const oh = oneHotF32(tf.reshape(targets.data, [n]) as TF.Tensor1D, classes);
-    const per = tf.neg(tf.sum(tf.mul(logp, oh), -1));
-    const l = reduction === 'mean' ? tf.mean(per) : reduction === 'sum' ? tf.sum(per) : tf.reshape(per, ls.slice(0, -1));
-    return [l, tf.exp(logp), oh];
+    const logp = tf.sub(shifted, tf.log(tf.sum(tf.exp(shifted), -1, true)));
+    const oh = oneHotF32(t, classes);
+    return [reduce(tf.neg(tf.sum(tf.mul(logp, oh), -1))), tf.sub(tf.exp(logp), oh)];
   });
-  return record('crossEntropy', [logits, targets], loss, [probs, onehot], (dy, [p, oh]) => {
-    const d = tf.sub(p!, oh!);
+  return record('crossEntropy', [logits, targets], loss, [diff], (dy, [d]) => {
     const scaleBy = reduction === 'mean' ? tf.div(dy, n) : reduction === 'sum' ? dy : tf.reshape(dy, [n, 1]);
-    return [tf.reshape(tf.mul(d, scaleBy), ls), null];
+    return [reshapeTo(tf.mul(d!, scaleBy), ls), null];
   });
 }
 

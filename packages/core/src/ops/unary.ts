@@ -3,7 +3,7 @@ import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
 import { kernelTraits } from '../backend.js';
 import type { Tensor } from '../tensor.js';
-import { tensorflowOp } from './native.js';
+import { tensorflowOp1 } from './native.js';
 
 // Each rule saves either the input (x) or the output (y), whichever its derivative is cheapest from.
 function unaryX(name: string, x: Tensor, f: (x: TF.Tensor) => TF.Tensor, g: (dy: TF.Tensor, x: TF.Tensor) => TF.Tensor): Tensor {
@@ -56,7 +56,7 @@ export function scale(x: Tensor, c: number): Tensor {
  * four ops), else dy * step(y) (wasm has no ReluGrad kernel, Step it has).
  */
 export function relu(x: Tensor): Tensor {
-  return unaryY('relu', x, tf.relu, (dy, y) => (kernelTraits().nativeBackprop ? tensorflowOp('ReluGrad', [dy, y]) : tf.mul(dy, tf.step(y))));
+  return unaryY('relu', x, tf.relu, (dy, y) => (kernelTraits().nativeBackprop ? tensorflowOp1('ReluGrad', [dy, y]) : tf.mul(dy, tf.step(y))));
 }
 /** x for x > 0, alpha * x otherwise. */
 export function leakyRelu(x: Tensor, alpha = 0.01): Tensor {
@@ -65,12 +65,12 @@ export function leakyRelu(x: Tensor, alpha = 0.01): Tensor {
 /** Logistic sigmoid 1 / (1 + e^-x). Gradient: TensorFlow's SigmoidGrad where it runs, else composed. */
 export function sigmoid(x: Tensor): Tensor {
   return unaryY('sigmoid', x, tf.sigmoid, (dy, y) =>
-    kernelTraits().nativeBackprop ? tensorflowOp('SigmoidGrad', [y, dy]) : tf.mul(dy, tf.mul(y, tf.sub(1, y))),
+    kernelTraits().nativeBackprop ? tensorflowOp1('SigmoidGrad', [y, dy]) : tf.mul(dy, tf.mul(y, tf.sub(1, y))),
   );
 }
 /** Hyperbolic tangent. Gradient: TensorFlow's TanhGrad where it runs, else composed. */
 export function tanh(x: Tensor): Tensor {
-  return unaryY('tanh', x, tf.tanh, (dy, y) => (kernelTraits().nativeBackprop ? tensorflowOp('TanhGrad', [y, dy]) : tf.mul(dy, tf.sub(1, tf.square(y)))));
+  return unaryY('tanh', x, tf.tanh, (dy, y) => (kernelTraits().nativeBackprop ? tensorflowOp1('TanhGrad', [y, dy]) : tf.mul(dy, tf.sub(1, tf.square(y)))));
 }
 
 const SQRT1_2 = Math.SQRT1_2;

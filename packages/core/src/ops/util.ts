@@ -35,7 +35,12 @@ export function unbroadcast(g: TF.Tensor, shape: readonly number[]): TF.Tensor {
     if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
   }
   const s = axes.length ? tf.sum(g, axes) : g;
-  return tf.reshape(s, shape as number[]);
+  return reshapeTo(s, shape);
+}
+
+/** `t` in `shape`: itself where it has that shape already (a reshape is a kernel call on some backends). */
+export function reshapeTo(t: TF.Tensor, shape: readonly number[]): TF.Tensor {
+  return t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]) ? t : tf.reshape(t, shape as number[]);
 }
 
 /** Normalises a possibly negative axis against a rank, or throws naming the operation. */
