@@ -3,6 +3,10 @@ import { checkOp, type ReduceOp } from './collectives/ops.js';
 import { alloc, dtypeCode, dtypeName, type Buf } from './dtypes.js';
 import type { Engine, Message } from './engine.js';
 import { CollectiveMismatchError, CommUsageError } from './errors.js';
+import { packObject, unpackObject } from './transport/frame.js';
+
+/** The header of a sendObject message: its payload is the msgpack-encoded object. */
+const OBJECT_MARK = 'hpdl:object';
 
 const DONE: Promise<void> = Promise.resolve();
 
@@ -155,14 +159,22 @@ export class Communicator {
     return this.irecvMessage(src, tag, into, o).wait();
   }
 
-  /** Sends a small plain object (msgpack-encoded). */
+  /** Sends a plain object of any size (msgpack-encoded, as the message's payload). */
   sendObject(obj: unknown, dst: number, tag = 0, o?: OpOptions): Promise<void> {
-    return this.isend(new Uint8Array(0), dst, tag, obj === undefined ? null : obj, o).wait();
+    try {
+      return this.isend(packObject(obj === undefined ? null : obj), dst, tag, OBJECT_MARK, o).wait();
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
-  /** Receives a small plain object sent with sendObject. */
+  /** Receives a plain object sent with sendObject. */
   async recvObject<T = unknown>(src: number, tag = 0, o?: OpOptions): Promise<T> {
-    return (await this.recvMessage(src, tag, undefined, o)).meta as T;
+    const m = await this.recvMessage(src, tag, undefined, o);
+    if (m.meta !== OBJECT_MARK || !(m.data instanceof Uint8Array)) {
+      throw new CommUsageError(`recv object from rank ${src} (tag ${tag}): the message is a ${m.data.constructor.name} sent with send(), not an object sent with sendObject()`);
+    }
+    return unpackObject(m.data) as T;
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import { CommTimeoutError, CommUsageError, PeerLostError } from './errors.js';
 import { bytesOf, ctorOf, dtypeName, elementBytes, view, type Buf } from './dtypes.js';
 import type { Logger } from './log.js';
 import type { Sink } from './transport/connection.js';
-import { Kind, type DataFrame } from './transport/frame.js';
+import { encodeData, Kind, type DataFrame } from './transport/frame.js';
 import type { Mesh } from './transport/mesh.js';
 
 /** A received message. */
@@ -352,7 +352,8 @@ export class Engine implements Sink {
   send(comm: string, group: readonly number[], dst: number, tag: number, buf: Buf, dtype: number, meta: unknown, op: string, timeoutMs: number): Promise<void> | undefined {
     this.checkAlive(group, op);
     if (dst === this.rank) {
-      // To oneself: a copy, delivered as if it had arrived.
+      // To oneself: a copy, delivered as if it had arrived (its header checked as if it went out).
+      if (meta != null) encodeData(comm, tag, dtype, 0, 0, meta);
       const copy = new Uint8Array(bytesOf(buf));
       this.onData(dst, { kind: Kind.Data, comm, tag, dtype, bytes: copy.byteLength, chunks: 0, meta, payload: copy }, copy, true);
       return undefined;
@@ -362,6 +363,7 @@ export class Engine implements Sink {
     const started = c.sendData(comm, tag, dtype, bytesOf(buf), meta);
     if (started == null) return undefined; // sent inline: nothing can block any more
     const sending = started.catch((e: Error) => {
+      if (e instanceof CommUsageError) throw e;
       throw this.lost.has(dst) ? new PeerLostError(dst, op, this.lost.get(dst)!) : new PeerLostError(dst, op, e.message);
     });
     if (!Number.isFinite(timeoutMs)) return sending;

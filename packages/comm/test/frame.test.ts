@@ -1,6 +1,6 @@
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { decodeFrame, encodeControl, encodeData, ProtocolError } from '../src/index.js';
+import { CommUsageError, decodeFrame, encodeControl, encodeData, ProtocolError } from '../src/index.js';
 
 const MAX = 1 << 20;
 
@@ -19,6 +19,14 @@ function rng(seed: number) {
 }
 
 describe('frame codec', () => {
+  it('refuses at the sender a header object larger than a receiver accepts, naming the limit', () => {
+    const big = { text: 'x'.repeat(70_000) };
+    expect(() => encodeData('world', 1, 3, 0, 0, big)).toThrow(CommUsageError);
+    expect(() => encodeData('world', 1, 3, 0, 0, big)).toThrow(/exceeds the 65536-byte limit: send large data as the payload, or objects with sendObject/);
+    const fits = { text: 'x'.repeat(60_000) };
+    expect(decodeFrame(encodeData('world', 1, 3, 0, 0, fits), MAX)).toMatchObject({ meta: fits });
+  });
+
   it('round-trips data frames with typed payloads and header objects', () => {
     const payload = new Uint8Array(Float32Array.of(1.5, -2, 3).buffer);
     const f = decodeFrame(encodeData('world/0.1', 7, 0, 12, 0, { shape: [1, 3] }, payload), MAX);

@@ -1,7 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
+import { THREAD_VARIABLES } from '../src/index.js';
 import { runJob, fixture } from './helpers.js';
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
@@ -14,6 +16,23 @@ describe('hpdl launch', () => {
       expect(r.out).toContain(`[${rank}] rank=${rank} size=3 local=${rank} cuda=${rank} token=64 port=${r.out[0]!.split('port=')[1]}`);
       expect(r.err).toContain(`[${rank}] stderr line from ${rank}`);
     }
+  });
+
+  it("gives each rank its share of the cores for its thread pools, unless told otherwise", async () => {
+    const cores = availableParallelism();
+    const share = Math.max(1, Math.floor(cores / 2));
+    const clean = Object.fromEntries(THREAD_VARIABLES.map((k) => [k, '']));
+    const auto = await runJob('echo.mjs', 2, { env: clean });
+    expect(auto.out.filter((l) => l.includes(`threads omp=${share} intra=${share} inter=${share}`))).toHaveLength(2);
+    const given = await runJob('echo.mjs', 2, { env: { ...clean, TF_NUM_INTRAOP_THREADS: '7' }, threadsPerRank: 'auto' });
+    expect(given.out.filter((l) => l.includes(`intra=7 `))).toHaveLength(2);
+    const fixed = await runJob('echo.mjs', 1, { env: clean, threadsPerRank: 3 });
+    expect(fixed.out).toContain('[0] threads omp=3 intra=3 inter=3');
+    const cliRun = spawnSync(process.execPath, [cli, 'launch', '-n', '2', '--threads-per-rank', 'none', fixture('echo.mjs')], { encoding: 'utf8', env: { ...process.env, ...clean } });
+    expect(cliRun.stdout.match(/threads omp= intra= inter=/g)).toHaveLength(2);
+    const bad = spawnSync(process.execPath, [cli, 'launch', '-n', '2', '--threads-per-rank', 'many', fixture('echo.mjs')], { encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/threads per rank must be a positive integer, 'auto' or 'none', found 'many'/);
   });
 
   it('stops the other ranks when one fails and exits non-zero naming it', async () => {

@@ -181,12 +181,14 @@ export interface KernelTraits {
   nativeBackprop: boolean;
   /** UnsortedSegmentSum exists (the embedding gradient); else a one-hot matmul is used. */
   segmentSum: boolean;
+  /** TensorFlow's own ops can be run by name (tfjs-node): ReluGrad, BiasAdd, 2-D MatMul, ... */
+  tensorflowOps: boolean;
 }
 
 const TRAITS: Record<BackendName, KernelTraits> = {
-  tensorflow: { transposeFlags: true, nativeBackprop: true, segmentSum: true },
-  wasm: { transposeFlags: false, nativeBackprop: false, segmentSum: false },
-  cpu: { transposeFlags: false, nativeBackprop: false, segmentSum: true },
+  tensorflow: { transposeFlags: true, nativeBackprop: true, segmentSum: true, tensorflowOps: true },
+  wasm: { transposeFlags: false, nativeBackprop: false, segmentSum: false, tensorflowOps: false },
+  cpu: { transposeFlags: false, nativeBackprop: false, segmentSum: true, tensorflowOps: false },
 };
 
 /** The kernel traits of the active backend. */

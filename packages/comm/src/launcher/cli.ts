@@ -1,10 +1,19 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { launch } from './launch.js';
+import { parseThreadsPerRank, type ThreadsPerRank } from './threads.js';
 
 function positiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
   return n;
+}
+
+function threadsArg(v: string): ThreadsPerRank {
+  try {
+    return parseThreadsPerRank(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 // A closed output pipe (`hpdl launch ... | head`) must not kill the launcher, which would leave the
@@ -24,6 +33,7 @@ program
   .option('--master-addr <host>', 'rendezvous host', '127.0.0.1')
   .option('--master-port <port>', 'rendezvous port (default: a free one)', positiveInt)
   .option('--gpu-per-rank', 'set CUDA_VISIBLE_DEVICES to each local rank (one GPU per rank)')
+  .option('--threads-per-rank <n>', "threads for each rank's compute libraries: a number, auto (the cores shared out) or none", threadsArg, 'auto')
   .option('--no-prefix', 'do not prefix output lines with the rank')
   .option('--grace <ms>', 'milliseconds between SIGTERM and SIGKILL when stopping ranks', positiveInt, 5000)
   .option('--node-arg <arg...>', 'Node.js options for every rank')
@@ -38,6 +48,7 @@ program
       masterAddr: opts.masterAddr,
       masterPort: opts.masterPort,
       gpuPerRank: opts.gpuPerRank,
+      threadsPerRank: opts.threadsPerRank,
       prefix: opts.prefix,
       graceMs: opts.grace,
       nodeArgs: opts.nodeArg,

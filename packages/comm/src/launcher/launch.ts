@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
 import { CommUsageError } from '../errors.js';
+import { threadEnv, type ThreadsPerRank } from './threads.js';
 
 /** Options of `launch` (and of `hpdl launch`). */
 export interface LaunchOptions {
@@ -18,6 +20,12 @@ export interface LaunchOptions {
   masterPort?: number;
   /** Give each local rank its own GPU: CUDA_VISIBLE_DEVICES = local rank (for tfjs-node-gpu). */
   gpuPerRank?: boolean;
+  /**
+   * Threads each rank's compute libraries use (OMP_NUM_THREADS, TF_NUM_INTRAOP_THREADS,
+   * TF_NUM_INTEROP_THREADS). Default 'auto': the cores shared out among the ranks, where those
+   * variables are not set already; 'none' leaves them alone.
+   */
+  threadsPerRank?: ThreadsPerRank;
   /** Prefix every output line with the rank (default true). */
   prefix?: boolean;
   /** Milliseconds between SIGTERM and SIGKILL when stopping ranks (default 5000). */
@@ -56,7 +64,8 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 
 /**
  * Starts `nprocs` local processes of one script with the environment of a job (RANK, WORLD_SIZE,
- * LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, HPDL_JOB_TOKEN), prefixes their output
+ * LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, HPDL_JOB_TOKEN, and each rank's share of
+ * the cores for its thread pools), prefixes their output
  * with their rank, forwards SIGINT and SIGTERM, and when one rank fails stops the others.
  */
 export async function launch(o: LaunchOptions): Promise<LaunchResult> {
@@ -112,11 +121,16 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     }, SETTLE_MS);
   };
 
+  const inherited = { ...process.env, ...o.env };
+  const threads = threadEnv(o.nprocs, o.threadsPerRank ?? 'auto', inherited);
+  if (process.env.HPDL_VERBOSE && Object.keys(threads).length) {
+    err(`hpdl launch: ${o.nprocs} local rank(s) on ${availableParallelism()} core(s): ${Object.entries(threads).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  }
   const exits: Promise<void>[] = [];
   for (let rank = 0; rank < o.nprocs; rank++) {
     const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      ...o.env,
+      ...inherited,
+      ...threads,
       RANK: String(rank),
       WORLD_SIZE: String(o.nprocs),
       LOCAL_RANK: String(rank),

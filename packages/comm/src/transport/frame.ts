@@ -1,5 +1,5 @@
 import { Packr } from 'msgpackr';
-import { ProtocolError } from '../errors.js';
+import { CommUsageError, ProtocolError } from '../errors.js';
 
 // One WebSocket message carries one frame: [u32 LE header length][msgpack header][payload].
 // A payload too large for one frame is announced by a DATA header with `chunks` > 0 and follows as
@@ -18,6 +18,20 @@ export const enum Kind {
   Register = 7,
   Table = 8,
   Bye = 9,
+}
+
+/** A plain object as msgpack bytes (sendObject's payload). */
+export function packObject(obj: unknown): Uint8Array {
+  return packr.pack(obj);
+}
+
+/** The object packObject encoded; a ProtocolError if the bytes are not msgpack. */
+export function unpackObject(bytes: Uint8Array): unknown {
+  try {
+    return packr.unpack(bytes);
+  } catch (e) {
+    throw new ProtocolError(`an object message of ${bytes.byteLength} bytes does not decode: ${(e as Error).message}`);
+  }
 }
 
 /** Largest header accepted, in bytes. */
@@ -166,6 +180,10 @@ function writeData(masked: boolean | null, comm: string, tag: number, dtype: num
   const c = commBytes(comm);
   const m = meta === undefined ? null : packr.pack(meta);
   const hl = 1 + 1 + 2 + c.length + 5 + 1 + 5 + 5 + (m ? m.length : 0);
+  // The receiver refuses a larger header: refuse it here, where the caller can be told.
+  if (hl > MAX_HEADER) {
+    throw new CommUsageError(`a message header of ${hl} bytes (its object packs to ${m!.length}) exceeds the ${MAX_HEADER}-byte limit: send large data as the payload, or objects with sendObject`);
+  }
   const pl = payload?.byteLength ?? 0;
   const len = 4 + hl + pl;
   const hs = masked == null ? WS_RESERVE : wsHeaderSize(len, masked);

@@ -2,6 +2,7 @@ import { tf } from '../tf.js';
 import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
 import { kernelTraits } from '../backend.js';
+import { addBias, biasGrad } from './matmul.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { expectRank } from './util.js';
@@ -91,18 +92,15 @@ export function conv2d(x: Tensor, w: Tensor, b?: Tensor | null, opts: Conv2dOpti
   if (oh <= 0 || ow <= 0) {
     throw new ShapeError(`conv2d: a ${kh}x${kw} filter does not fit input ${fmtShape(x.shape)} with padding [${[pt, pb, pl, pr]}]`);
   }
-  const y = tf.fused.conv2d({
-    x: x.data as TF.Tensor4D,
-    filter: w.data as TF.Tensor4D,
-    strides: [sh, sw],
-    pad: pt || pb || pl || pr ? [[0, 0], [pt, pb], [pl, pr], [0, 0]] : 'valid',
-    bias: b?.data,
-  });
+  const conv = { x: x.data as TF.Tensor4D, filter: w.data as TF.Tensor4D, strides: [sh, sw] as [number, number], pad: pt || pb || pl || pr ? ([[0, 0], [pt, pb], [pl, pr], [0, 0]] as [[0, 0], [number, number], [number, number], [0, 0]]) : ('valid' as const) };
+  // tfjs-node's fused conv2d is Conv2D then a broadcast Add; BiasAdd is the faster second op.
+  const y =
+    b && kernelTraits().tensorflowOps ? tf.tidy(() => addBias(tf.conv2d(conv.x, conv.filter, conv.strides, conv.pad), b.data)) : tf.fused.conv2d({ ...conv, bias: b?.data });
   const inputs = b ? [x, w, b] : [x, w];
   const pads: [number, number, number, number] = [pt, pb, pl, pr];
   const same = opts.padding === 'same' || pads.every((p, i) => p === explicitPadding('same', h, wd, kh, kw, sh, sw)[i]);
   return record('conv2d', inputs, y, [x.data, w.data], (dy, [sx, sf], needs) => {
-    const bias = needs[2] ? tf.sum(dy, [0, 1, 2]) : null;
+    const bias = needs[2] ? biasGrad(dy) : null;
     if (kernelTraits().nativeBackprop) {
       const { dx, dw } = nativeConvGrads(dy, sx!, sf!, needs, [sh, sw], pads, same);
       return [dx, dw, bias];

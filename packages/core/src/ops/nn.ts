@@ -55,8 +55,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, reduction: Reducti
   const [loss, diff] = tf.tidy(() => {
     const x = reshapeTo(logits.data, [n, classes]);
     const t = reshapeTo(targets.data, [n]) as TF.Tensor1D;
-    if (kernelTraits().nativeBackprop) {
-      const [per, d] = tensorflowOp('SparseSoftmaxCrossEntropyWithLogits', [x, t], 2, ['Tlabels']);
+    if (kernelTraits().tensorflowOps) {
+      const [per, d] = tensorflowOp('SparseSoftmaxCrossEntropyWithLogits', [x, t], { Tlabels: { dtype: 'int32' } }, 2);
       return [reduce(per!), d!];
     }
     const shifted = tf.sub(x, tf.max(x, -1, true));

@@ -56,7 +56,7 @@ export function scale(x: Tensor, c: number): Tensor {
  * four ops), else dy * step(y) (wasm has no ReluGrad kernel, Step it has).
  */
 export function relu(x: Tensor): Tensor {
-  return unaryY('relu', x, tf.relu, (dy, y) => (kernelTraits().nativeBackprop ? tensorflowOp1('ReluGrad', [dy, y]) : tf.mul(dy, tf.step(y))));
+  return unaryY('relu', x, tf.relu, (dy, y) => (kernelTraits().tensorflowOps ? tensorflowOp1('ReluGrad', [dy, y]) : tf.mul(dy, tf.step(y))));
 }
 /** x for x > 0, alpha * x otherwise. */
 export function leakyRelu(x: Tensor, alpha = 0.01): Tensor {
@@ -65,12 +65,12 @@ export function leakyRelu(x: Tensor, alpha = 0.01): Tensor {
 /** Logistic sigmoid 1 / (1 + e^-x). Gradient: TensorFlow's SigmoidGrad where it runs, else composed. */
 export function sigmoid(x: Tensor): Tensor {
   return unaryY('sigmoid', x, tf.sigmoid, (dy, y) =>
-    kernelTraits().nativeBackprop ? tensorflowOp1('SigmoidGrad', [y, dy]) : tf.mul(dy, tf.mul(y, tf.sub(1, y))),
+    kernelTraits().tensorflowOps ? tensorflowOp1('SigmoidGrad', [y, dy]) : tf.mul(dy, tf.mul(y, tf.sub(1, y))),
   );
 }
 /** Hyperbolic tangent. Gradient: TensorFlow's TanhGrad where it runs, else composed. */
 export function tanh(x: Tensor): Tensor {
-  return unaryY('tanh', x, tf.tanh, (dy, y) => (kernelTraits().nativeBackprop ? tensorflowOp1('TanhGrad', [y, dy]) : tf.mul(dy, tf.sub(1, tf.square(y)))));
+  return unaryY('tanh', x, tf.tanh, (dy, y) => (kernelTraits().tensorflowOps ? tensorflowOp1('TanhGrad', [y, dy]) : tf.mul(dy, tf.sub(1, tf.square(y)))));
 }
 
 const SQRT1_2 = Math.SQRT1_2;
