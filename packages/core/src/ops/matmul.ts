@@ -37,13 +37,9 @@ export function mm(a: TF.Tensor, b: TF.Tensor, transA = false, transB = false): 
   return tf.matMul(transA ? swapLast(a) : a, transB ? swapLast(b) : b);
 }
 
-/**
- * A product of matrices, either transposed: TensorFlow's MatMul op where it can be run by name
- * (tfjs's matMul reshapes both operands to 3-D and back around a BatchMatMul), else `mm`.
- */
-export function mm2d(a: TF.Tensor, b: TF.Tensor, transA = false, transB = false): TF.Tensor {
-  return kernelTraits().tensorflowOps ? tensorflowOp1('MatMul', [a, b], { transpose_a: transA, transpose_b: transB }) : mm(a, b, transA, transB);
-}
+// Products stay with tfjs's matMul (BatchMatMul): TensorFlow's 2-D MatMul op run by name would spare
+// its reshapes to 3-D, but mixed into training steps it corrupted the heap under the V8 profiler's
+// signals (tfjs-node 4.22 with TensorFlow 2.21; docs/benchmarks.md), and BatchMatMul did not.
 
 /** x + bias over the last dimension (TensorFlow's BiasAdd where it can be run, else a broadcast add). */
 export function addBias(x: TF.Tensor, bias: TF.Tensor): TF.Tensor {
@@ -71,8 +67,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 }
 
 /**
- * x @ w + b over the last dimension of x (any leading dimensions): one fused kernel, or on tensorflow
- * MatMul and BiasAdd. w has shape [in, out] so that the forward pass needs no transpose.
+ * x @ w + b over the last dimension of x (any leading dimensions), as one fused kernel.
+ * w has shape [in, out] so that the forward pass needs no transpose.
  */
 export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   const sx = x.shape;
@@ -87,13 +83,7 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   const rows = lead.reduce((p, q) => p * q, 1);
   const y = tf.tidy(() => {
     const x2 = reshapeTo(x.data, [rows, inF]);
-    let out: TF.Tensor;
-    if (kernelTraits().tensorflowOps) {
-      out = mm2d(x2, w.data);
-      if (b) out = addBias(out, b.data);
-    } else {
-      out = tf.fused.matMul({ a: x2 as TF.Tensor2D, b: w.data as TF.Tensor2D, bias: b?.data });
-    }
+    const out = tf.fused.matMul({ a: x2 as TF.Tensor2D, b: w.data as TF.Tensor2D, bias: b?.data });
     return reshapeTo(out, [...lead, outF]);
   });
   const inputs = b ? [x, w, b] : [x, w];
@@ -101,8 +91,8 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
     const dy2 = reshapeTo(dy, [rows, outF]);
     const x2 = reshapeTo(sxv!, [rows, inF]);
     return [
-      needs[0] ? reshapeTo(mm2d(dy2, sw!, false, true), sx) : null,
-      needs[1] ? mm2d(x2, dy2, true, false) : null,
+      needs[0] ? reshapeTo(mm(dy2, sw!, false, true), sx) : null,
+      needs[1] ? mm(x2, dy2, true, false) : null,
       needs[2] ? biasGrad(dy2) : null,
     ];
   });
