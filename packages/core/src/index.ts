@@ -2,7 +2,7 @@
 export { tf } from './tf.js';
 
 export { HpdlError, ShapeError, BackendError, AutogradError, CheckpointError } from './errors.js';
-export { initBackend, backendName, describeBackend, BACKENDS, type BackendName } from './backend.js';
+export { initBackend, backendName, describeBackend, kernelTraits, BACKENDS, type BackendName, type KernelTraits } from './backend.js';
 export { Tensor, tidy, tensor, fromTf, zeros, ones, full, arange, liveTensors, type DType, type TensorLike } from './tensor.js';
 export {
   backward,

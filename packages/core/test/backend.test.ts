@@ -3,8 +3,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import * as h from '../src/index.js';
+import { tensorflowOp1 } from '../src/ops/native.js';
+import { availableBackends } from './helpers.js';
 
 const dist = join(dirname(fileURLToPath(import.meta.url)), '../dist/index.js');
+const hasTensorflow = (await availableBackends()).includes('tensorflow');
 
 function run(code: string, env: Record<string, string> = {}): { out: string; err: string; code: number } {
   const script = `import * as h from ${JSON.stringify(dist)};\n${code}`;
@@ -49,6 +52,24 @@ describe('backend selection', () => {
     const r = run(`await h.initBackend('tensorflow');`);
     expect(r.code).not.toBe(0);
     expect(r.err).toMatch(/backend 'tensorflow' was asked for but is not available .*install @tensorflow\/tfjs-node/);
+  });
+
+  it('says which gradient forms each backend gets; TensorFlow ops by name only on tensorflow', async () => {
+    await h.initBackend('wasm');
+    expect(h.kernelTraits()).toEqual({ transposeFlags: false, nativeBackprop: false, segmentSum: false, tensorflowOps: false });
+    expect(() => tensorflowOp1('ReluGrad', [h.tf.ones([2]), h.tf.ones([2])])).toThrow("the TensorFlow op ReluGrad needs the tensorflow backend; the active one is wasm");
+    await h.initBackend('cpu');
+    expect(h.kernelTraits()).toMatchObject({ nativeBackprop: false, segmentSum: true, tensorflowOps: false });
+  });
+
+  it.runIf(hasTensorflow)('on tensorflow: native rules, the thread pools reported, and quiet unless verbose', () => {
+    const r = run(`await h.initBackend(); console.log(JSON.stringify(h.kernelTraits())); console.log(h.describeBackend());`, { TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1' });
+    expect(r.err).toBe('');
+    const [traits, described] = r.out.trim().split('\n');
+    expect(JSON.parse(traits!)).toEqual({ transposeFlags: true, nativeBackprop: true, segmentSum: true, tensorflowOps: true });
+    expect(described).toBe('tensorflow (1 intra-op thread(s), 1 inter-op thread(s))');
+    const verbose = run(`await h.initBackend();`, { HPDL_VERBOSE: '1', TF_NUM_INTRAOP_THREADS: '2', TF_NUM_INTEROP_THREADS: '1' });
+    expect(verbose.err).toMatch(/\[hpdl\] backend: tensorflow \(2 intra-op thread\(s\), 1 inter-op thread\(s\)\)/);
   });
 
   it('switches backends on request within a process', async () => {

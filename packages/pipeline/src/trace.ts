@@ -141,13 +141,14 @@ export function simulationEvents(sim: Simulation): TraceEvent[] {
 
 /**
  * Per-stage mean costs measured in a trace, for `simulate`. Where the trace has W actions, B is the
- * input-gradient half; where it has none, B is the whole backward and W is 0.
+ * input-gradient half; where it has none, B is the whole backward and W is 0. `step` is the mean
+ * optimizer step of the slowest rank.
  */
 export function costsFromTrace(events: TraceEvent[], stages: number): Costs {
-  const mean = (op: Op) =>
-    Array.from({ length: stages }, (_, s) => {
-      const ds = events.filter((e) => e.op === op && e.stage === s).map((e) => e.end - e.start);
-      return ds.length ? ds.reduce((a, b) => a + b, 0) / ds.length : 0;
-    });
-  return { F: mean('F'), B: mean('B'), W: mean('W') };
+  const avg = (ds: number[]) => (ds.length ? ds.reduce((a, b) => a + b, 0) / ds.length : 0);
+  const mean = (op: Op) => Array.from({ length: stages }, (_, s) => avg(events.filter((e) => e.op === op && e.stage === s).map((e) => e.end - e.start)));
+  const steps = events.filter((e) => e.op === 'STEP');
+  const ranks = [...new Set(steps.map((e) => e.rank))];
+  const step = Math.max(0, ...ranks.map((r) => avg(steps.filter((e) => e.rank === r).map((e) => e.end - e.start))));
+  return { F: mean('F'), B: mean('B'), W: mean('W'), step };
 }
