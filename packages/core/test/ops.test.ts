@@ -129,6 +129,19 @@ const cases: GradCase[] = [
     ours: (x, w, b) => h.conv2d(x!, w!, b, { padding: 'same' }),
     ref: (x, w, b) => tf.add(tf.conv2d(x as TF.Tensor4D, w as TF.Tensor4D, 1, 'same'), b!),
   },
+  {
+    name: 'conv2d few input channels (patches), same stride 2',
+    shapes: [[2, 7, 7, 1], [3, 3, 1, 12], [12]],
+    constant: [0],
+    ours: (x, w, b) => h.conv2d(x!, w!, b, { stride: 2, padding: 'same' }),
+    ref: (x, w, b) => tf.add(tf.conv2d(x as TF.Tensor4D, w as TF.Tensor4D, 2, 'same'), b!),
+  },
+  {
+    name: 'conv2d few input channels (patches), explicit padding',
+    shapes: [[2, 6, 5, 2], [2, 2, 2, 8]],
+    ours: (x, w) => h.conv2d(x!, w!, null, { padding: [1, 0, 2, 1] }),
+    ref: (x, w) => tf.conv2d(x as TF.Tensor4D, w as TF.Tensor4D, 1, [[0, 0], [1, 0], [2, 1], [0, 0]]),
+  },
   { name: 'maxPool2d', shapes: [[2, 4, 6, 3]], ours: (x) => h.maxPool2d(x, 2), ref: (x) => tf.maxPool(x as TF.Tensor4D, 2, 2, 'valid'), noFiniteDiff: true },
   {
     name: 'maxPool2d overlapping same',

@@ -2,10 +2,10 @@ import { tf } from '../tf.js';
 import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
 import { kernelTraits } from '../backend.js';
-import { addBias, biasGrad } from './matmul.js';
+import { addBias, biasGrad, mm } from './matmul.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { expectRank } from './util.js';
+import { expectRank, oneHotF32 } from './util.js';
 
 /** Padding of a convolution or pooling: 'valid', 'same', a number for all sides, or [top, bottom, left, right]. */
 export type Padding = 'valid' | 'same' | number | [number, number, number, number];
@@ -40,6 +40,12 @@ function dilate(x: TF.Tensor, sh: number, sw: number): TF.Tensor {
   const [n, h, w, c] = x.shape as [number, number, number, number];
   const t = tf.pad(tf.reshape(x, [n, h, 1, w, 1, c]), [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]);
   return tf.slice(tf.reshape(t, [n, h * sh, w * sw, c]), [0, 0, 0, 0], [n, (h - 1) * sh + 1, (w - 1) * sw + 1, c]);
+}
+
+/** A [kh, kw, ci, kh*kw*ci] filter that copies each window's elements to channels, in filter order. */
+function patchFilter(kh: number, kw: number, ci: number): TF.Tensor4D {
+  const cols = kh * kw * ci;
+  return tf.tidy(() => tf.reshape(oneHotF32(tf.range(0, cols, 1, 'int32') as TF.Tensor1D, cols), [kh, kw, ci, cols]) as TF.Tensor4D);
 }
 
 /** Options of conv2d. */
@@ -117,10 +123,19 @@ export function conv2d(x: Tensor, w: Tensor, b?: Tensor | null, opts: Conv2dOpti
     if (needs[1]) {
       // Only the rows and columns the windows touched.
       const xp = padOrCrop(sx!, pt, (oh - 1) * sh + kh - h - pt, pl, (ow - 1) * sw + kw - wd - pl);
-      const xt = tf.transpose(xp, [3, 1, 2, 0]) as TF.Tensor4D; // [ci, Hp, Wp, n]
-      const ft = tf.transpose(dy, [1, 2, 0, 3]) as TF.Tensor4D; // [oh, ow, n, co]
-      const r = tf.conv2d(xt, ft, 1, 'valid', 'NHWC', [sh, sw]); // [ci, kh, kw, co]
-      dw = tf.transpose(r, [1, 2, 0, 3]);
+      const cols = kh * kw * ci;
+      if (cols <= co) {
+        // Few input channels (a network's first layer): the windows' patches as columns, gathered by
+        // a convolution with a one-hot filter, then one product with dy. The correlation below would
+        // transpose all of dy and run a kernel as large as the image.
+        const patches = tf.reshape(tf.conv2d(xp as TF.Tensor4D, patchFilter(kh, kw, ci), [sh, sw], 'valid'), [-1, cols]);
+        dw = tf.reshape(mm(patches, tf.reshape(dy, [-1, co]), true, false), [kh, kw, ci, co]);
+      } else {
+        const xt = tf.transpose(xp, [3, 1, 2, 0]) as TF.Tensor4D; // [ci, Hp, Wp, n]
+        const ft = tf.transpose(dy, [1, 2, 0, 3]) as TF.Tensor4D; // [oh, ow, n, co]
+        const r = tf.conv2d(xt, ft, 1, 'valid', 'NHWC', [sh, sw]); // [ci, kh, kw, co]
+        dw = tf.transpose(r, [1, 2, 0, 3]);
+      }
     }
     return [dx, dw, bias];
   });
