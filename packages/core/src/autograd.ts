@@ -30,14 +30,16 @@ export class Node {
     readonly outShapes: number[][],
     saved: TF.Tensor[],
     readonly fn: MultiBackwardFn,
+    private readonly onRelease?: () => void,
   ) {
     this.saved = saved;
   }
-  /** Frees what this node saved for backward. */
+  /** Frees what this node saved for backward (and whatever its rule still holds). */
   release(): void {
     for (const t of this.saved) t.dispose();
     this.saved = [];
     this.released = true;
+    this.onRelease?.();
   }
 }
 
@@ -74,8 +76,26 @@ export function record(name: string, inputs: Tensor[], out: TF.Tensor, save: TF.
   return recordMulti(name, inputs, [out], save, (dys, saved, needs) => fn(dys[0]!, saved, needs))[0]!;
 }
 
-/** Like `record`, for an operation with several outputs. */
-export function recordMulti(name: string, inputs: Tensor[], outs: TF.Tensor[], save: TF.Tensor[], fn: MultiBackwardFn): Tensor[] {
+// Sets of the leaves that require grad used by operations while `captureLeaves` runs.
+const captures: Set<Tensor>[] = [];
+
+/** Runs `fn` and lists the leaves requiring grad (parameters) its operations used, recorded or not. */
+export function captureLeaves<T>(fn: () => T): { result: T; leaves: Tensor[] } {
+  const seen = new Set<Tensor>();
+  captures.push(seen);
+  try {
+    return { result: fn(), leaves: [...seen] };
+  } finally {
+    captures.pop();
+  }
+}
+
+/**
+ * Like `record`, for an operation with several outputs. `onRelease` runs when the node frees what
+ * it saved (after backward, or when a split backward's weight half is discarded).
+ */
+export function recordMulti(name: string, inputs: Tensor[], outs: TF.Tensor[], save: TF.Tensor[], fn: MultiBackwardFn, onRelease?: () => void): Tensor[] {
+  if (captures.length) for (const t of inputs) if (t.requiresGrad && t.gradFn == null) for (const c of captures) c.add(t);
   const isInputOrOutput = (s: TF.Tensor) => outs.includes(s) || inputs.some((i) => i.data === s);
   if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) {
     for (const s of save) if (!isInputOrOutput(s)) s.dispose();
@@ -86,7 +106,7 @@ export function recordMulti(name: string, inputs: Tensor[], outs: TF.Tensor[], s
   );
   // Our own references: the caller may dispose the input or output Tensors before backward runs.
   const saved = save.map((s) => tf.keep(isInputOrOutput(s) ? tf.clone(s) : s));
-  const node = new Node(name, edges, inputs.map((t) => t.data.shape.slice()), outs.map((o) => o.shape.slice()), saved, fn);
+  const node = new Node(name, edges, inputs.map((t) => t.data.shape.slice()), outs.map((o) => o.shape.slice()), saved, fn, onRelease);
   return outs.map((o, i) => {
     const t = new Tensor(o, true, node);
     t.outputIndex = i;

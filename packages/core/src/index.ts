@@ -17,6 +17,7 @@ export {
   type MultiBackwardFn,
   type BackwardOptions,
 } from './autograd.js';
+export { checkpoint } from './checkpointing.js';
 export { Generator, manualSeed, defaultGenerator, randn, rand, randint, permutation } from './random.js';
 
 // Operations

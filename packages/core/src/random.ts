@@ -85,6 +85,55 @@ function rotl(x: number, k: number): number {
 
 let global = new Generator(0);
 
+/**
+ * Seeds drawn by random operations (dropout) inside a `checkpoint` are recorded on its first
+ * forward pass and replayed when backward recomputes it, so the recomputation equals the original.
+ */
+export class SeedTape {
+  private readonly seeds: number[] = [];
+  private next = 0;
+  constructor(readonly mode: 'record' | 'replay' = 'record') {}
+  /** A tape that replays what this one recorded. */
+  replay(): SeedTape {
+    const t = new SeedTape('replay');
+    t.seeds.push(...this.seeds);
+    return t;
+  }
+  push(seed: number): void {
+    this.seeds.push(seed);
+  }
+  take(): number {
+    if (this.next >= this.seeds.length) {
+      throw new Error(`a recomputed forward drew ${this.next + 1} random seeds, the original drew ${this.seeds.length}: the function given to checkpoint must draw the same randomness each time`);
+    }
+    return this.seeds[this.next++]!;
+  }
+}
+
+const tapes: SeedTape[] = [];
+
+/** Runs `fn` with `tape` recording (or replaying) the seeds random operations draw. */
+export function withSeedTape<T>(tape: SeedTape, fn: () => T): T {
+  tapes.push(tape);
+  try {
+    return fn();
+  } finally {
+    tapes.pop();
+  }
+}
+
+/**
+ * A seed for one random operation: from `gen`, or from the innermost replaying tape; every
+ * recording tape above that one keeps it.
+ */
+export function drawSeed(gen: Generator): number {
+  let i = tapes.length - 1;
+  while (i >= 0 && tapes[i]!.mode === 'record') i--;
+  const seed = i >= 0 ? tapes[i]!.take() : gen.nextUint32();
+  for (let j = i + 1; j < tapes.length; j++) tapes[j]!.push(seed);
+  return seed;
+}
+
 /** Seeds the global generator that initialisers, dropout and shuffles draw from. */
 export function manualSeed(seed: number): void {
   global = new Generator(seed);

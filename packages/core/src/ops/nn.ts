@@ -2,7 +2,7 @@ import { tf } from '../tf.js';
 import type * as TF from '@tensorflow/tfjs-core';
 import { record } from '../autograd.js';
 import { ShapeError, fmtShape } from '../errors.js';
-import { defaultGenerator, type Generator } from '../random.js';
+import { defaultGenerator, drawSeed, type Generator } from '../random.js';
 import { Tensor } from '../tensor.js';
 import { kernelTraits } from '../backend.js';
 import { tensorflowOp } from './native.js';
@@ -93,7 +93,7 @@ export function mseLoss(pred: Tensor, target: Tensor, reduction: Reduction = 'me
 export function dropout(x: Tensor, p: number, training = true, gen: Generator = defaultGenerator()): Tensor {
   if (p < 0 || p >= 1) throw new ShapeError(`dropout: probability must be in [0, 1), found ${p}`);
   if (!training || p === 0) return x;
-  const seed = gen.nextUint32();
+  const seed = drawSeed(gen);
   const mask = tf.tidy(() => tf.div(tf.step(tf.sub(tf.randomUniform(x.shape, 0, 1, 'float32', seed), p)), 1 - p));
   const y = tf.mul(x.data, mask);
   return record('dropout', [x], y, [mask], (dy, [m]) => [tf.mul(dy, m!)]);
