@@ -34,6 +34,7 @@ export { softmax, logSoftmax, crossEntropy, mseLoss, dropout, layerNorm, batchNo
 export { Module, Parameter, type BufferRef } from './nn/module.js';
 export {
   Linear,
+  TiedLinear,
   Conv2d,
   MaxPool2d,
   AvgPool2d,

@@ -81,6 +81,12 @@ const cases: GradCase[] = [
   { name: 'matmul batch-broadcast', shapes: [[2, 3, 4], [4, 5]], ours: h.matmul, ref: (a, b) => tf.matMul(a!, tf.broadcastTo(b!, [2, 4, 5])) },
   { name: 'linear', shapes: [[6, 4], [4, 3], [3]], ours: (x, w, b) => h.linear(x!, w!, b), ref: (x, w, b) => tf.add(tf.matMul(x!, w!), b!) },
   {
+    name: 'linear transposed weight (tied head)',
+    shapes: [[2, 3, 4], [6, 4], [6]],
+    ours: (x, w, b) => h.linear(x!, w!, b, { transposed: true }),
+    ref: (x, w, b) => tf.add(tf.reshape(tf.matMul(tf.reshape(x!, [6, 4]), tf.transpose(w!)), [2, 3, 6]), b!),
+  },
+  {
     name: 'linear 3d input',
     shapes: [[2, 3, 4], [4, 5], [5]],
     ours: (x, w, b) => h.linear(x!, w!, b),

@@ -38,6 +38,25 @@ export class Linear extends Module {
   }
 }
 
+/**
+ * A linear layer whose weight is another module's [out, in] parameter, used transposed: an output
+ * head tied to the input embedding (Press & Wolf). The parameter stays one tensor: listed once by
+ * `parameters()`, updated once, stored once in checkpoints; its gradient is the sum of both uses.
+ */
+export class TiedLinear extends Module {
+  weight: Parameter;
+  bias: Parameter | null;
+  constructor(shared: Parameter, opts: { bias?: boolean } = {}) {
+    super();
+    if (shared.rank !== 2) throw new ShapeError(`TiedLinear: the shared weight must be a matrix [out, in], found shape ${fmtShape(shared.shape)}`);
+    this.weight = shared;
+    this.bias = opts.bias ? new Parameter(tf.zeros([shared.shape[0]!])) : null;
+  }
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias, { transposed: true });
+  }
+}
+
 /** Options of Conv2d. */
 export interface Conv2dLayerOptions extends WeightOptions {
   stride?: number | [number, number];

@@ -62,12 +62,21 @@ export abstract class Module {
     return out;
   }
 
-  /** Every parameter with its dotted path. */
-  namedParameters(): [string, Parameter][] {
+  /**
+   * Every parameter with its dotted path. A parameter shared by several modules (an output head tied
+   * to the input embedding) is listed once, under its first path, unless `removeDuplicate` is false.
+   */
+  namedParameters(removeDuplicate = true): [string, Parameter][] {
     const out: [string, Parameter][] = [];
+    const seen = new Set<Parameter>();
     for (const [path, m] of this.namedModules()) {
       for (const [k, p] of m.ownParameters()) {
         const name = path ? `${path}.${k}` : k;
+        if (seen.has(p)) {
+          if (!removeDuplicate) out.push([name, p]);
+          continue;
+        }
+        seen.add(p);
         p.name = name;
         out.push([name, p]);
       }
@@ -75,7 +84,7 @@ export abstract class Module {
     return out;
   }
 
-  /** Every parameter. */
+  /** Every parameter, each once. */
   parameters(): Parameter[] {
     return this.namedParameters().map((e) => e[1]);
   }
@@ -145,8 +154,14 @@ export abstract class Module {
       return t;
     };
     const planned: [() => void][] = [];
+    // A shared parameter is stored once, under its first path; a source that also (or only) has it
+    // under another of its paths is accepted.
+    const aliases = new Map<Parameter, string[]>();
+    for (const [k, p] of this.namedParameters(false)) aliases.set(p, [...(aliases.get(p) ?? []), k]);
     for (const [k, p] of params) {
-      const t = check(k, p.shape);
+      const names = aliases.get(p) ?? [k];
+      names.slice(1).forEach((a) => known.add(a));
+      const t = check(names.find((a) => src.has(a)) ?? k, p.shape);
       if (t) planned.push([() => { const old = p.data; p.data = tf.keep(tf.cast(t, 'float32')); old.dispose(); }]);
     }
     for (const [k, b] of buffers) {

@@ -75,13 +75,15 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 
 /**
  * x @ w + b over the last dimension of x (any leading dimensions), as one fused kernel.
- * w has shape [in, out] so that the forward pass needs no transpose.
+ * w has shape [in, out] so that the forward pass needs no transpose; with `transposed`, w has shape
+ * [out, in] and x @ w^T + b is computed (an output head that shares the input embedding's table).
  */
-export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
+export function linear(x: Tensor, w: Tensor, b?: Tensor | null, opts: { transposed?: boolean } = {}): Tensor {
   const sx = x.shape;
-  const [inF, outF] = w.shape as [number, number];
+  const t = opts.transposed ?? false;
+  const [inF, outF] = (t ? [w.shape[1], w.shape[0]] : w.shape) as [number, number];
   if (w.rank !== 2 || sx[sx.length - 1] !== inF) {
-    throw new ShapeError(`linear: input of shape ${fmtShape(sx)} does not fit a weight of shape ${fmtShape(w.shape)} (expected last dimension ${inF})`);
+    throw new ShapeError(`linear: input of shape ${fmtShape(sx)} does not fit a ${t ? 'transposed ' : ''}weight of shape ${fmtShape(w.shape)} (expected last dimension ${inF})`);
   }
   if (b && (b.rank !== 1 || b.shape[0] !== outF)) {
     throw new ShapeError(`linear: bias of shape ${fmtShape(b.shape)}, expected [${outF}]`);
@@ -90,7 +92,9 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   const rows = lead.reduce((p, q) => p * q, 1);
   const y = tf.tidy(() => {
     const x2 = reshapeTo(x.data, [rows, inF]);
-    const out = tf.fused.matMul({ a: x2 as TF.Tensor2D, b: w.data as TF.Tensor2D, bias: b?.data });
+    const out = t
+      ? (b ? tf.add(mm(x2, w.data, false, true), b.data) : mm(x2, w.data, false, true))
+      : tf.fused.matMul({ a: x2 as TF.Tensor2D, b: w.data as TF.Tensor2D, bias: b?.data });
     return reshapeTo(out, [...lead, outF]);
   });
   const inputs = b ? [x, w, b] : [x, w];
@@ -98,8 +102,8 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
     const dy2 = reshapeTo(dy, [rows, outF]);
     const x2 = reshapeTo(sxv!, [rows, inF]);
     return [
-      needs[0] ? reshapeTo(mm(dy2, sw!, false, true), sx) : null,
-      needs[1] ? mm(x2, dy2, true, false) : null,
+      needs[0] ? reshapeTo(t ? mm(dy2, sw!) : mm(dy2, sw!, false, true), sx) : null,
+      needs[1] ? (t ? mm(dy2, x2, true, false) : mm(x2, dy2, true, false)) : null,
       needs[2] ? biasGrad(dy2) : null,
     ];
   });
