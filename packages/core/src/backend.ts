@@ -181,14 +181,16 @@ export interface KernelTraits {
   nativeBackprop: boolean;
   /** UnsortedSegmentSum exists (the embedding gradient); else a one-hot matmul is used. */
   segmentSum: boolean;
-  /** TensorFlow's own ops can be run by name (tfjs-node): ReluGrad, BiasAdd, 2-D MatMul, ... */
+  /** TensorFlow's own ops can be run by name (tfjs-node): ReluGrad, BiasAdd, BiasAddGrad, ... */
   tensorflowOps: boolean;
+  /** tf.transpose of rank 3 and more is fast; else such permutations run in JavaScript. */
+  fastTranspose: boolean;
 }
 
 const TRAITS: Record<BackendName, KernelTraits> = {
-  tensorflow: { transposeFlags: true, nativeBackprop: true, segmentSum: true, tensorflowOps: true },
-  wasm: { transposeFlags: false, nativeBackprop: false, segmentSum: false, tensorflowOps: false },
-  cpu: { transposeFlags: false, nativeBackprop: false, segmentSum: true, tensorflowOps: false },
+  tensorflow: { transposeFlags: true, nativeBackprop: true, segmentSum: true, tensorflowOps: true, fastTranspose: true },
+  wasm: { transposeFlags: false, nativeBackprop: false, segmentSum: false, tensorflowOps: false, fastTranspose: false },
+  cpu: { transposeFlags: false, nativeBackprop: false, segmentSum: true, tensorflowOps: false, fastTranspose: true },
 };
 
 /** The kernel traits of the active backend. */

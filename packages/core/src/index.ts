@@ -28,6 +28,7 @@ export { reshape, flatten, transpose, slice, concat, stack, split, unstack, pad,
 export { matmul, linear } from './ops/matmul.js';
 export { conv2d, type Conv2dOptions, type Padding } from './ops/conv.js';
 export { maxPool2d, avgPool2d } from './ops/pool.js';
+export { scaledDotProductAttention, type AttentionOptions } from './ops/attention.js';
 export { softmax, logSoftmax, crossEntropy, mseLoss, dropout, layerNorm, batchNorm, type Reduction, type BatchNormStats } from './ops/nn.js';
 
 // Modules
@@ -53,6 +54,17 @@ export {
   type Conv2dLayerOptions,
 } from './nn/layers.js';
 export { LayerNorm, BatchNorm } from './nn/norm.js';
+export {
+  MultiheadAttention,
+  TransformerBlock,
+  LearnedPositionalEmbedding,
+  SinusoidalPositionalEmbedding,
+  TokenEmbedding,
+  sinusoidalTable,
+  gpt,
+  type AttentionLayerOptions,
+  type GPTOptions,
+} from './nn/transformer.js';
 export { RNN, LSTM, GRU, type RecurrentOptions, type RecurrentState } from './nn/rnn.js';
 export * as init from './nn/init.js';
 export { type Init } from './nn/init.js';

@@ -3,6 +3,7 @@ import type * as TF from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import * as h from '../src/index.js';
 import { Tensor } from '../src/index.js';
+import { dropoutMask as h_dropoutMask } from '../src/ops/nn.js';
 import { availableBackends, finiteDiff, maxRelErr, outputShape, oursWithGrads, randomValues, reference, type GradCase } from './helpers.js';
 
 // A new array (tf.grads records the array it was given, so in-place reverse() confuses it).
@@ -24,6 +25,21 @@ function avgPoolSameRef(x: TF.Tensor, k: number, s: number): TF.Tensor {
   const counts = tf.avgPool(tf.pad(tf.onesLike(x), p) as TF.Tensor4D, k, s, 'valid');
   return tf.div(sums, counts);
 }
+
+/** Attention composed of tf ops: softmax(q k^T * scale + masks) (* dropout mask) v. */
+function attentionRef(q: TF.Tensor, k: TF.Tensor, v: TF.Tensor, o: { causal?: boolean; pad?: number[][]; dropout?: { p: number; seed: number } } = {}): TF.Tensor {
+  const [b, hh, tq, d] = q.shape as number[];
+  const tk = k.shape[2]!;
+  let s = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(d!));
+  if (o.causal) s = tf.add(s, tf.tensor(Array.from({ length: tq! * tk }, (_, i) => (i % tk > Math.floor(i / tk) ? -1e9 : 0)), [tq!, tk]));
+  if (o.pad) s = tf.add(s, tf.reshape(tf.mul(tf.tensor(o.pad), -1e9), [b!, 1, 1, tk]));
+  let pr = tf.softmax(s);
+  if (o.dropout) pr = tf.mul(pr, tf.reshape(h_dropoutMask([b! * hh!, tq!, tk], o.dropout.p, o.dropout.seed), pr.shape));
+  return tf.matMul(pr, v);
+}
+const pad = [[0, 0, 1], [0, 0, 0]];
+const padMask = () => idx([0, 0, 1, 0, 0, 0], [2, 3]);
+const dropSeed = new h.Generator(77).nextUint32();
 
 // Every operation, against the same function written with TensorFlow.js ops and differentiated by tf.grads.
 const cases: GradCase[] = [
@@ -183,6 +199,21 @@ const cases: GradCase[] = [
   { name: 'avgPool2d same odd 5x7', shapes: [[1, 5, 7, 3]], ours: (x) => h.avgPool2d(x, 2, 2, 'same'), ref: (x) => avgPoolSameRef(x, 2, 2) },
   { name: 'avgPool2d overlapping same', shapes: [[1, 6, 5, 2]], ours: (x) => h.avgPool2d(x, 3, 2, 'same'), ref: (x) => avgPoolSameRef(x, 3, 2) },
   { name: 'avgPool2d valid odd', shapes: [[1, 7, 5, 2]], ours: (x) => h.avgPool2d(x, [3, 2], [2, 1]), ref: (x) => tf.avgPool(x as TF.Tensor4D, [3, 2], [2, 1], 'valid') },
+  { name: 'attention', shapes: [[2, 3, 4, 5], [2, 3, 6, 5], [2, 3, 6, 2]], ours: (q, k, v) => h.scaledDotProductAttention(q!, k!, v!), ref: (q, k, v) => attentionRef(q!, k!, v!) },
+  { name: 'attention causal', shapes: [[2, 2, 5, 3], [2, 2, 5, 3], [2, 2, 5, 3]], ours: (q, k, v) => h.scaledDotProductAttention(q!, k!, v!, { causal: true }), ref: (q, k, v) => attentionRef(q!, k!, v!, { causal: true }) },
+  { name: 'attention T = 1, one head', shapes: [[3, 1, 1, 4], [3, 1, 1, 4], [3, 1, 1, 4]], ours: (q, k, v) => h.scaledDotProductAttention(q!, k!, v!, { causal: true }), ref: (q, k, v) => attentionRef(q!, k!, v!, { causal: true }) },
+  {
+    name: 'attention causal, key padding, 4 heads',
+    shapes: [[2, 4, 3, 2], [2, 4, 3, 2], [2, 4, 3, 2]],
+    ours: (q, k, v) => h.scaledDotProductAttention(q!, k!, v!, { causal: true, keyPaddingMask: padMask() }),
+    ref: (q, k, v) => attentionRef(q!, k!, v!, { causal: true, pad }),
+  },
+  {
+    name: 'attention dropout',
+    shapes: [[2, 2, 4, 3], [2, 2, 4, 3], [2, 2, 4, 3]],
+    ours: (q, k, v) => h.scaledDotProductAttention(q!, k!, v!, { dropout: 0.3, generator: new h.Generator(77) }),
+    ref: (q, k, v) => attentionRef(q!, k!, v!, { dropout: { p: 0.3, seed: dropSeed } }),
+  },
   { name: 'softmax', shapes: [[3, 5]], ours: (x) => h.softmax(x), ref: (x) => tf.softmax(x) },
   {
     name: 'logSoftmax',

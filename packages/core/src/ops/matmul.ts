@@ -5,6 +5,7 @@ import { kernelTraits } from '../backend.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { tensorflowOp1 } from './native.js';
+import { permute } from './permute.js';
 import { broadcastShape, reshapeTo, unbroadcast } from './util.js';
 
 /** Swaps the last two dimensions. */
@@ -12,7 +13,7 @@ function swapLast(t: TF.Tensor): TF.Tensor {
   const perm = [...Array(t.rank).keys()];
   perm[t.rank - 1] = t.rank - 2;
   perm[t.rank - 2] = t.rank - 1;
-  return tf.transpose(t, perm);
+  return permute(t, perm);
 }
 
 /**

@@ -2,6 +2,7 @@ import { tf } from '../tf.js';
 import type * as TF from '@tensorflow/tfjs-core';
 import { record, recordMulti } from '../autograd.js';
 import { kernelTraits } from '../backend.js';
+import { permute } from './permute.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { normAxis, oneHotF32 } from './util.js';
@@ -33,7 +34,7 @@ export function transpose(x: Tensor, perm?: number[]): Tensor {
   }
   const inv = new Array<number>(p.length);
   p.forEach((v, i) => (inv[v] = i));
-  return record('transpose', [x], tf.transpose(x.data, p), [], (dy) => [tf.transpose(dy, inv)]);
+  return record('transpose', [x], permute(x.data, p), [], (dy) => [permute(dy, inv)]);
 }
 
 /** A contiguous slice: `begin` per dimension and `size` per dimension (-1 = to the end). */

@@ -86,6 +86,11 @@ export function mseLoss(pred: Tensor, target: Tensor, reduction: Reduction = 'me
   });
 }
 
+/** The mask of inverted dropout: 0 with probability p, else 1/(1-p); the same for the same seed. */
+export function dropoutMask(shape: number[], p: number, seed: number): TF.Tensor {
+  return tf.tidy(() => tf.div(tf.step(tf.sub(tf.randomUniform(shape, 0, 1, 'float32', seed), p)), 1 - p));
+}
+
 /**
  * Inverted dropout: zeroes each element with probability p during training and scales the rest
  * by 1/(1-p). The mask comes from a seeded generator, so runs repeat exactly.
@@ -93,8 +98,7 @@ export function mseLoss(pred: Tensor, target: Tensor, reduction: Reduction = 'me
 export function dropout(x: Tensor, p: number, training = true, gen: Generator = defaultGenerator()): Tensor {
   if (p < 0 || p >= 1) throw new ShapeError(`dropout: probability must be in [0, 1), found ${p}`);
   if (!training || p === 0) return x;
-  const seed = drawSeed(gen);
-  const mask = tf.tidy(() => tf.div(tf.step(tf.sub(tf.randomUniform(x.shape, 0, 1, 'float32', seed), p)), 1 - p));
+  const mask = dropoutMask(x.shape, p, drawSeed(gen));
   const y = tf.mul(x.data, mask);
   return record('dropout', [x], y, [mask], (dy, [m]) => [tf.mul(dy, m!)]);
 }
