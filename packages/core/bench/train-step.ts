@@ -88,6 +88,8 @@ interface Limits {
   mlpVsMatmul: number | null;
   cnnVsLayers: number | null;
   cnnVsConv: number;
+  gptVsMatmul: number | null;
+  checkpoint: boolean;
 }
 
 async function mlp(lim: Limits) {
@@ -210,6 +212,97 @@ async function cnn(lim: Limits) {
   [x1, w1, x2, w2].forEach((t) => t.dispose());
 }
 
+/** The products of a linear layer's step: forward, input gradient (unless the first), weight gradient, laid out. */
+function linearShapes(m: number, k: number, n: number, inputGrad = true): [number, number, number][] {
+  return inputGrad ? [[m, k, n], [m, n, k], [k, m, n]] : [[m, k, n], [k, m, n]];
+}
+
+/** The GPT benchmark's model (4 blocks, width 128, 4 heads, T 64, batch 16, vocabulary 96). */
+const GPT = { vocab: 96, dim: 128, heads: 4, layers: 4, maxLen: 64, batch: 16 };
+
+async function gptStep(lim: Limits) {
+  const { vocab, dim, heads, layers, maxLen: t, batch: b } = GPT;
+  h.manualSeed(3);
+  const model = new h.Sequential(...h.gpt({ vocab, dim, heads, layers, maxLen: t }));
+  const gen = new h.Generator(4);
+  const ids = h.randint(vocab, [b, t], gen);
+  const next = h.randint(vocab, [b, t], gen);
+  const opt = new h.SGD(model.parameters(), { lr: 0.01 });
+  const ours = () =>
+    h.tidy(() => {
+      opt.zeroGrad();
+      const l = h.crossEntropy(model.forward(ids), next);
+      l.backward();
+      opt.step();
+      return l.item();
+    });
+  // Every product the step must do, as plain (batched) matMuls with operands already laid out.
+  const rows = b * t;
+  const d = dim / heads;
+  const bh = b * heads;
+  const shapes: { batch: number; m: number; k: number; n: number }[] = [];
+  const lin = (k: number, n: number) => linearShapes(rows, k, n).forEach(([m, kk, nn]) => shapes.push({ batch: 1, m, k: kk, n: nn }));
+  for (let i = 0; i < layers; i++) {
+    lin(dim, 3 * dim);
+    lin(dim, dim);
+    lin(dim, 4 * dim);
+    lin(4 * dim, dim);
+    // scores q k^T and P v forward; dV, dP, dQ, dK backward.
+    for (const [m, k, n] of [[t, d, t], [t, t, d], [t, t, d], [t, d, t], [t, t, d], [t, t, d]] as const) shapes.push({ batch: bh, m, k, n });
+  }
+  lin(dim, vocab); // the tied head
+  const mats = shapes.map((s) => [tf.randomNormal(s.batch > 1 ? [s.batch, s.m, s.k] : [s.m, s.k]), tf.randomNormal(s.batch > 1 ? [s.batch, s.k, s.n] : [s.k, s.n])] as const);
+  const plain = () => mats.forEach(([x, y]) => sync(tf.matMul(x, y)));
+  const flops = shapes.reduce((a, s) => a + 2 * s.batch * s.m * s.k * s.n, 0);
+  const [ourT, plainT] = await alternate([ours, plain]);
+  row([`GPT ${layers}x${dim}, ${heads} heads, T ${t}, batch ${b}, vocab ${vocab} (${h.backendName()})`, 'ms/step', 'GFLOP/s']);
+  row(['  hpdl (SGD step)', (ourT! * 1e3).toFixed(1), gf(flops, ourT!).toFixed(1)]);
+  row(['  plain matMul, same shapes', (plainT! * 1e3).toFixed(1), gf(flops, plainT!).toFixed(1)]);
+  if (lim.gptVsMatmul != null) target(`gpt-step-gflops-vs-matmul${lim.suffix}`, gf(flops, ourT!) / gf(flops, plainT!), '>=', lim.gptVsMatmul);
+  mats.forEach(([x, y]) => (x.dispose(), y.dispose()));
+  [ids, next].forEach((x) => x.dispose());
+  model.dispose();
+}
+
+/** Peak bytes and step time of an 8-block model with every block checkpointed, against without. */
+async function checkpointing(lim: Limits) {
+  const { vocab, dim, heads, maxLen: t, batch: b } = GPT;
+  h.manualSeed(5);
+  const layers = h.gpt({ vocab, dim, heads, layers: 8, maxLen: t });
+  const params = new h.Sequential(...layers).parameters();
+  const gen = new h.Generator(6);
+  const ids = h.randint(vocab, [b, t], gen);
+  const next = h.randint(vocab, [b, t], gen);
+  const forward = (ck: boolean) => layers.reduce((x, l) => (ck && l instanceof h.TransformerBlock ? h.checkpoint((y) => l.forward(y), x) : l.forward(x)), ids);
+  const step = (ck: boolean) => () =>
+    h.tidy(() => {
+      for (const p of params) {
+        p.grad?.dispose();
+        p.grad = null;
+      }
+      const l = h.crossEntropy(forward(ck), next);
+      l.backward();
+      return l.item();
+    });
+  const peak = async (ck: boolean) => {
+    step(ck)(); // gradients allocated once, as in training
+    const start = tf.memory().numBytes;
+    const info = await tf.profile(() => void step(ck)());
+    return info.peakBytes - start;
+  };
+  const [plainBytes, ckBytes] = [await peak(false), await peak(true)];
+  const [plainT, ckT] = await alternate([step(false), step(true)]);
+  row([`8 blocks, every block checkpointed (${h.backendName()})`, 'peak MB', 'ms/step']);
+  row(['  without checkpointing', (plainBytes / 2 ** 20).toFixed(1), (plainT! * 1e3).toFixed(1)]);
+  row(['  with checkpointing', (ckBytes / 2 ** 20).toFixed(1), (ckT! * 1e3).toFixed(1)]);
+  if (lim.checkpoint) {
+    target(`checkpoint-peak-bytes${lim.suffix}`, ckBytes / plainBytes, '<=', 0.5);
+    target(`checkpoint-step-time${lim.suffix}`, ckT! / plainT!, '<=', 1.45);
+  }
+  [ids, next].forEach((x) => x.dispose());
+  layers.forEach((l) => l.dispose());
+}
+
 async function hasTensorflow(): Promise<boolean> {
   try {
     await h.initBackend('tensorflow');
@@ -219,8 +312,8 @@ async function hasTensorflow(): Promise<boolean> {
   }
 }
 
-const WASM: Limits = { suffix: '', mlpVsLayers: 0.5, mlpVsMatmul: 0.5, cnnVsLayers: null, cnnVsConv: 0.5 };
-const TENSORFLOW: Limits = { suffix: '-tf', mlpVsLayers: 0.8, mlpVsMatmul: null, cnnVsLayers: 0.8, cnnVsConv: 0.5 };
+const WASM: Limits = { suffix: '', mlpVsLayers: 0.5, mlpVsMatmul: 0.5, cnnVsLayers: null, cnnVsConv: 0.5, gptVsMatmul: 0.5, checkpoint: true };
+const TENSORFLOW: Limits = { suffix: '-tf', mlpVsLayers: 0.8, mlpVsMatmul: null, cnnVsLayers: 0.8, cnnVsConv: 0.5, gptVsMatmul: null, checkpoint: false };
 
 const runs: [h.BackendName, Limits][] = [['wasm', WASM]];
 if (await hasTensorflow()) runs.push(['tensorflow', TENSORFLOW]);
@@ -230,6 +323,8 @@ for (const [backend, lim] of runs) {
   console.log(`\n## backend ${h.describeBackend()}`);
   await mlp(lim);
   await cnn(lim);
+  await gptStep(lim);
+  await checkpointing(lim);
 }
 if (runs.length === 1) console.log('\n(the tensorflow backend is not available here: npm run setup:tensorflow adds it and its targets)');
 console.log('');
