@@ -112,6 +112,22 @@ describe('transformer layers', () => {
 });
 
 describe('gpt', () => {
+  it('equals its composition from existing ops: embedding + positions, blocks, LayerNorm, product with the table', () => {
+    h.manualSeed(8);
+    const layers = h.gpt({ vocab: 10, dim: 8, heads: 2, layers: 2, maxLen: 7 });
+    const [emb, b1, b2, ln] = layers as [h.TokenEmbedding, h.TransformerBlock, h.TransformerBlock, h.LayerNorm];
+    const ids = h.randint(10, [3, 7], new h.Generator(9));
+    const model = new h.Sequential(...layers);
+    const out = model.forward(ids);
+    const pos = (emb.positions as h.LearnedPositionalEmbedding).weight;
+    const x0 = h.add(h.gather(emb.tokens.weight, ids), h.slice(pos, [0, 0], [7, 8]));
+    const x2 = b2.forward(b1.forward(x0));
+    const composed = h.matmul(h.layerNorm(x2, ln.weight, ln.bias), h.transpose(emb.tokens.weight));
+    expect(maxRelErr(out.dataSync(), composed.dataSync())).toBeLessThan(1e-5);
+    [ids, out, x0, x2, composed].forEach((t) => t.dispose());
+    model.dispose();
+  });
+
   it('is an ordered list of layers with a tied head, and learns a repeating text', () => {
     h.manualSeed(5);
     const layers = h.gpt({ vocab: 11, dim: 16, heads: 2, layers: 2, maxLen: 12 });
