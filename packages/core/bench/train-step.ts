@@ -227,15 +227,7 @@ async function gptStep(lim: Limits) {
   const gen = new h.Generator(4);
   const ids = h.randint(vocab, [b, t], gen);
   const next = h.randint(vocab, [b, t], gen);
-  const opt = new h.SGD(model.parameters(), { lr: 0.01 });
-  const ours = () =>
-    h.tidy(() => {
-      opt.zeroGrad();
-      const l = h.crossEntropy(model.forward(ids), next);
-      l.backward();
-      opt.step();
-      return l.item();
-    });
+  const ours = sgdStep(model, ids, next);
   // Every product the step must do, as plain (batched) matMuls with operands already laid out.
   const rows = b * t;
   const d = dim / heads;
