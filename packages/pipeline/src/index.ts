@@ -20,8 +20,10 @@ export {
   withCommunication,
   computeOnly,
   splitBackward,
+  loopedPlacement,
+  vPlacement,
 } from './ir.js';
-export { gpipe, oneF1B, interleaved1F1B, zbH1, forwardOnly, registerSchedule, getSchedule, scheduleNames } from './schedules.js';
+export { gpipe, oneF1B, interleaved1F1B, zbH1, zbV, dualPipeV, forwardOnly, registerSchedule, getSchedule, scheduleNames, scheduleStagesPerRank } from './schedules.js';
 export { validate, formatGrid, stagesOf, type ValidateOptions, type Mark } from './validate.js';
 export { simulate, bubbleGPipe, bubbleInterleaved, type Costs, type StageCost, type Simulation, type TimedAction } from './simulate.js';
 export {
@@ -41,5 +43,5 @@ export {
   type InputSpec,
 } from './partition.js';
 export { splitSizes, splitBatch, microbatches, type Microbatch } from './microbatch.js';
-export { Pipeline, type PipelineOptions, type StepResult, type PipelineStats } from './runtime.js';
+export { Pipeline, type PipelineOptions, type StepResult, type PipelineStats, type Batch } from './runtime.js';
 export { gatherTrace, toChromeTrace, timelineSvg, simulationEvents, costsFromTrace, type TraceEvent } from './trace.js';

@@ -48,9 +48,17 @@ export interface ScheduleOptions {
   ranks: number;
   /** Micro-batches per step. */
   microbatches: number;
-  /** Stages per rank (interleaved schedules; default 1). */
+  /** Stages per rank (interleaved and V schedules; default 1). */
   stagesPerRank?: number;
+  /** Where each stage lives, for schedules that follow a given placement (forward-only runs). */
+  placement?: number[];
 }
+
+/** The looped placement: stage s on rank s % p (GPipe, 1F1B, interleaved). */
+export const loopedPlacement = (p: number, stages: number) => Array.from({ length: stages }, (_, s) => s % p);
+
+/** The V placement of 2p stages: rank r holds stages r and 2p - 1 - r (ZB-V, DualPipeV). */
+export const vPlacement = (p: number) => Array.from({ length: 2 * p }, (_, s) => (s < p ? s : 2 * p - 1 - s));
 
 /** A schedule: a function from the pipeline's shape to a table. */
 export type ScheduleFn = (o: ScheduleOptions) => ScheduleTable;
@@ -81,27 +89,66 @@ export function parseAction(text: string): Action {
   return act(m[2] as Op, Number(m[1]), Number(m[3]));
 }
 
-/** Whether two actions are the same. */
-export const sameAction = (a: Action, b: Action) => a.op === b.op && a.stage === b.stage && a.mb === b.mb;
-
 /** One line per rank: `rank 0: 0F0 0SEND_F0 0F1 ...`. */
 export function formatTable(t: ScheduleTable): string {
   return t.actions.map((list, r) => `rank ${r}: ${list.map(formatAction).join(' ')}`).join('\n');
 }
 
+/** Whether a stage's backward in PyTorch's notation was written as input-only (I) or whole (B, BW). */
+type PytorchBackward = 'I' | 'B';
+
 /**
- * Parses the text of `formatTable` (one `rank N: actions...` line per rank). Stages are placed as the
- * actions say; stage and micro-batch counts are inferred unless given.
+ * One cell of torch.distributed.pipelining's table notation: `2F0`, `2I0` (the input-gradient
+ * backward, whose `W` comes later), `2W0`, `2B0` or `2BW0` (a whole backward), the sends and
+ * receives, `(2F0;1B1)OVERLAP_F_B` (two actions, run one after the other here), or empty (an idle
+ * slot). Returns the actions, and how each backward was written.
+ */
+function parsePytorchCell(cell: string, written: Map<string, PytorchBackward>): Action[] {
+  const c = cell.trim();
+  if (c === '' || c.toLowerCase() === 'none') return [];
+  const overlap = /^\((.*)\)OVERLAP_F_B$/.exec(c);
+  if (overlap) return overlap[1]!.split(';').flatMap((part) => parsePytorchCell(part, written));
+  if (c === 'STEP' || c === 'REDUCE_GRAD') return [];
+  const m = /^(\d+)(F|I|W|B|BW|SEND_F|RECV_F|SEND_B|RECV_B)(\d+)$/.exec(c);
+  if (!m) {
+    throw new ScheduleError(`cannot parse '${cell}' as an action of torch.distributed.pipelining: expected <stage><F|I|W|B|BW|SEND_F|RECV_F|SEND_B|RECV_B><micro-batch>, (a;b)OVERLAP_F_B, or an empty cell`);
+  }
+  const [stage, mb] = [Number(m[1]), Number(m[3])];
+  const op = m[2]!;
+  if (op === 'I' || op === 'B' || op === 'BW') {
+    written.set(key(stage, mb), op === 'I' ? 'I' : 'B');
+    return [act('B', stage, mb)];
+  }
+  return [act(op as Op, stage, mb)];
+}
+
+/**
+ * Parses a schedule table: either the text of `formatTable` (one `rank N: actions...` line per rank),
+ * or torch.distributed.pipelining's notation, one comma-separated row per rank (as its CSV dumps),
+ * with `I`/`W` for a split backward, `B` or `BW` for a whole one, overlapped pairs and empty cells.
+ * Stages are placed as the actions say; stage and micro-batch counts are inferred unless given.
  */
 export function parseTable(text: string, o: { name?: string; stages?: number; microbatches?: number } = {}): ScheduleTable {
   const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
   const actions: Action[][] = [];
+  const written = new Map<string, PytorchBackward>();
+  const pytorch = lines.length > 0 && !/^rank\s+\d+\s*:/.test(lines[0]!);
   for (const line of lines) {
+    if (pytorch) {
+      actions.push(line.split(',').flatMap((cell) => parsePytorchCell(cell, written)));
+      continue;
+    }
     const m = /^rank\s+(\d+)\s*:(.*)$/.exec(line);
     if (!m) throw new ScheduleError(`cannot parse schedule line '${line}': expected 'rank <n>: <actions>'`);
     const r = Number(m[1]);
     if (r !== actions.length) throw new ScheduleError(`schedule lines must list ranks 0, 1, 2, ... in order; found rank ${r} where rank ${actions.length} was expected`);
     actions.push(m[2]!.split(/\s+/).filter(Boolean).map(parseAction));
+  }
+  const hasW = new Set(actions.flatMap((l) => l.filter((a) => a.op === 'W').map((a) => key(a.stage, a.mb))));
+  for (const [k, how] of written) {
+    const [s, mb] = k.split(':');
+    if (how === 'I' && !hasW.has(k)) throw new ScheduleError(`${s}I${mb} computes only the input gradient, but the table has no ${s}W${mb} for the weights`);
+    if (how === 'B' && hasW.has(k)) throw new ScheduleError(`${s}B${mb} is a whole backward, but the table also has ${s}W${mb}: write ${s}I${mb} for a split one`);
   }
   let maxStage = -1;
   let maxMb = -1;

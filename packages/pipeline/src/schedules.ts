@@ -1,5 +1,5 @@
 import { ScheduleError } from './errors.js';
-import { B, F, W, key, type Action, type ScheduleFn, type ScheduleOptions, type ScheduleTable } from './ir.js';
+import { B, F, W, key, loopedPlacement, vPlacement, type Action, type ScheduleFn, type ScheduleOptions, type ScheduleTable } from './ir.js';
 
 function check(o: ScheduleOptions, name: string): { p: number; m: number; v: number } {
   const p = o.ranks;
@@ -11,9 +11,8 @@ function check(o: ScheduleOptions, name: string): { p: number; m: number; v: num
   return { p, m, v };
 }
 
-function table(name: string, p: number, m: number, v: number, actions: Action[][]): ScheduleTable {
-  const stages = p * v;
-  return { name, ranks: p, stages, microbatches: m, placement: Array.from({ length: stages }, (_, s) => s % p), actions };
+function table(name: string, p: number, m: number, v: number, actions: Action[][], placement = loopedPlacement(p, p * v)): ScheduleTable {
+  return { name, ranks: p, stages: p * v, microbatches: m, placement, actions };
 }
 
 function single(name: string, o: ScheduleOptions): { p: number; m: number } {
@@ -82,13 +81,14 @@ type Pick = (ready: Action[], r: number) => Action | undefined;
  * rank picks, by `pick`, one of its actions whose inputs are ready. Used to derive tables whose
  * order is easier to state as a policy than as a formula.
  */
-function greedy(name: string, p: number, m: number, v: number, withBackward: boolean, split: boolean, pick: Pick): ScheduleTable {
+function greedy(name: string, p: number, m: number, v: number, withBackward: boolean, split: boolean, pick: Pick, placement = loopedPlacement(p, p * v)): ScheduleTable {
   const S = p * v;
   const end = new Map<string, number>(); // 'F:s:mb' -> end time
   const actions: Action[][] = Array.from({ length: p }, () => []);
   const todo: Action[][] = Array.from({ length: p }, (_, r) => {
     const out: Action[] = [];
-    for (let s = r; s < S; s += p) {
+    for (let s = 0; s < S; s++) {
+      if (placement[s] !== r) continue;
       for (let i = 0; i < m; i++) {
         out.push(F(s, i));
         if (withBackward) out.push(B(s, i));
@@ -129,7 +129,7 @@ function greedy(name: string, p: number, m: number, v: number, withBackward: boo
       if (a.op === 'W') pendingW[r]!--;
     }
   }
-  return table(name, p, m, v, actions);
+  return table(name, p, m, v, actions, placement);
 }
 
 /**
@@ -162,19 +162,137 @@ export const zbH1: ScheduleFn = (o) => {
   return table('zb-h1', p, m, 1, actions);
 };
 
+/**
+ * ZB-V (Qi et al., "Pipeline Parallelism with Controllable Memory", the V schedule of zero-bubble
+ * pipelining): 2p stages in a V, rank r holding stages r and 2p - 1 - r, so the first and the last
+ * stage share rank 0 and the turn of the V needs no transfer. Backward split into B and W; W's fill
+ * the bubbles. Per rank at most about 2p micro-batch-stages are between F and W, the activation
+ * memory of 1F1B for the same model; with F, B and W of equal cost the bubble nearly vanishes.
+ */
+export const zbV: ScheduleFn = (o) => {
+  const { p, m, v } = check(o, 'zb-v');
+  if (v !== 2) throw new ScheduleError(`zb-v places two stages on every rank (a V); stagesPerRank is ${v}, use 2`);
+  // Built for at least 2p - 1 micro-batches (what fills the V), then cut to m.
+  const n = Math.max(m, 2 * p - 1);
+  const actions = Array.from({ length: p }, (_, r) => {
+    const down = r; // the stage going down the V
+    const up = 2 * p - 1 - r; // the stage coming back up
+    const list: Action[] = [];
+    const count = { f0: 0, f1: 0, b0: 0, b1: 0, w0: 0, w1: 0 };
+    const f0 = () => list.push(F(down, count.f0++));
+    const f1 = () => list.push(F(up, count.f1++));
+    const b0 = () => list.push(B(down, count.b0++));
+    const b1 = () => list.push(B(up, count.b1++));
+    const w0 = () => list.push(W(down, count.w0++));
+    const w1 = () => list.push(W(up, count.w1++));
+    for (let i = 0; i < 2 * (p - r) - 1; i++) f0();
+    for (let i = 0; i < r; i++) (f1(), f0());
+    for (let i = 0; i < p - r; i++) (f1(), b1(), w1());
+    while (count.f1 < count.f0 || count.f0 < n) {
+      if (count.f0 < n) f0();
+      b0();
+      w0();
+      f1();
+      b1();
+      w1();
+    }
+    for (let i = 0; i < r; i++) (b0(), b1());
+    for (let i = 0; i < p - r; i++) (b0(), w0());
+    while (count.w1 < count.b1) w1();
+    while (count.w0 < count.b0) w0();
+    return list.filter((a) => a.mb < m);
+  });
+  return table('zb-v', p, m, 2, actions, vPlacement(p));
+};
+
+/**
+ * DualPipeV (DeepSeek's DualPipe folded into a V, as torch.distributed.pipelining's): 2p stages in a
+ * V; after the warm-up, each step pairs the forward of one stage with the backward of the other
+ * (overlapped on GPUs; here the two run one after the other), and the last backwards split into B and
+ * W so that W's fill the drain. Needs at least 2p micro-batches.
+ */
+export const dualPipeV: ScheduleFn = (o) => {
+  const { p, m, v } = check(o, 'dualpipev');
+  if (v !== 2) throw new ScheduleError(`dualpipev places two stages on every rank (a V); stagesPerRank is ${v}, use 2`);
+  if (m < 2 * p) throw new ScheduleError(`dualpipev needs at least as many micro-batches as stages: ${m} micro-batches for ${2 * p} stages (use ${2 * p} or more)`);
+  const actions = Array.from({ length: p }, (_, r) => {
+    const down = r;
+    const up = 2 * p - 1 - r;
+    const list: Action[] = [];
+    const next = { f: new Map<number, number>(), b: new Map<number, number>(), w: new Map<number, number>() };
+    const pendingW: [number, number][] = [];
+    const take = (m: Map<number, number>, s: number) => {
+      const i = m.get(s) ?? 0;
+      m.set(s, i + 1);
+      return i;
+    };
+    const fwd = (s: number) => list.push(F(s, take(next.f, s)));
+    // A whole backward (B with no W later), or its input half (its W queued for later).
+    const bwd = (s: number, split: boolean) => {
+      const i = take(next.b, s);
+      list.push(B(s, i));
+      if (split) pendingW.push([s, i]);
+      else take(next.w, s);
+    };
+    const weight = () => {
+      const w = pendingW.shift();
+      if (w) list.push(W(w[0], w[1]));
+    };
+    for (let i = 0; i < (p - r - 1) * 2; i++) fwd(down);
+    for (let i = 0; i < r + 1; i++) (fwd(down), fwd(up));
+    for (let i = 0; i < p - r - 1; i++) (bwd(up, true), weight(), fwd(up));
+    for (let i = 0; i < m - 2 * p + r + 1; i++) {
+      // F of the down stage with B of the up one, then F of the up stage with B of the down one.
+      fwd(down);
+      bwd(up, false);
+      fwd(up);
+      bwd(down, false);
+    }
+    for (let i = 0; i < p - r - 1; i++) (bwd(up, false), fwd(up), bwd(down, false));
+    let split = false;
+    const half = Math.floor((r + 1) / 2);
+    for (let i = 0; i < r + 1; i++) {
+      if (i === half && r % 2 === 1) split = true;
+      bwd(up, split);
+      if (i === half && r % 2 === 0) split = true;
+      bwd(down, split);
+    }
+    for (let i = 0; i < p - r - 1; i++) (weight(), bwd(down, split));
+    while (pendingW.length) weight();
+    return list;
+  });
+  return table('dualpipev', p, m, 2, actions, vPlacement(p));
+};
+
 /** Forward passes only (evaluation): each rank runs its stages' forwards as soon as inputs are ready. */
 export const forwardOnly: ScheduleFn = (o) => {
   const { p, m, v } = check(o, 'forward-only');
-  return greedy('forward-only', p, m, v, false, false, (ready) =>
-    ready.filter((a) => a.op === 'F').sort((a, b) => a.mb - b.mb || a.stage - b.stage)[0],
+  const placement = o.placement ?? loopedPlacement(p, p * v);
+  if (placement.length !== p * v) throw new ScheduleError(`forward-only: a placement of ${placement.length} stages for ${p} ranks x ${v} stages`);
+  return greedy(
+    'forward-only',
+    p,
+    m,
+    v,
+    false,
+    false,
+    (ready) => ready.filter((a) => a.op === 'F').sort((a, b) => a.mb - b.mb || a.stage - b.stage)[0],
+    placement,
   );
 };
+
+/** Stages per rank a schedule runs with unless told otherwise: 2 for the V schedules, else 1. */
+export function scheduleStagesPerRank(fn: ScheduleFn): number {
+  return fn === zbV || fn === dualPipeV ? 2 : 1;
+}
 
 const registry = new Map<string, ScheduleFn>([
   ['gpipe', gpipe],
   ['1f1b', oneF1B],
   ['interleaved-1f1b', interleaved1F1B],
   ['zb-h1', zbH1],
+  ['zb-v', zbV],
+  ['dualpipev', dualPipeV],
 ]);
 
 /** Makes a schedule available by name (to `Pipeline`, and to the examples' `--schedule`). */

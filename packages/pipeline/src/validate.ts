@@ -1,5 +1,5 @@
 import { ScheduleError } from './errors.js';
-import { formatAction, key, runLists, type Action, type ScheduleTable } from './ir.js';
+import { formatAction, key, runLists, type ScheduleTable } from './ir.js';
 
 /** Where a fault is: rank and position in its list. */
 export interface Mark {
@@ -165,9 +165,4 @@ export function validate(t: ScheduleTable, o: ValidateOptions = {}): void {
 /** The stages a rank holds, in order. */
 export function stagesOf(t: ScheduleTable, rank: number): number[] {
   return t.placement.flatMap((r, s) => (r === rank ? [s] : []));
-}
-
-/** Per rank, the actions as text (for tests and messages). */
-export function actionTexts(t: ScheduleTable): string[][] {
-  return t.actions.map((l) => l.map((a: Action) => formatAction(a)));
 }

@@ -8,13 +8,13 @@ const TOL = 1e-5;
 const env = { HPDL_TIMEOUT_MS: '60000' };
 
 describe('pipelines across real processes equal one process', () => {
-  it.each([2, 3, 4])('every built-in schedule at p = %i, m in {1, p, 2p+1}: gradients, loss, 3 optimizer steps, stash, no leak', async (p) => {
+  it.each([2, 3, 4])('every built-in schedule (zb-v and dualpipev too) at p = %i, uneven micro-batches: gradients, loss, 3 optimizer steps, stash, no leak', async (p) => {
     const r = await runJob('equal.mjs', p, { env });
     expect(r.err.join('\n')).toBe('');
     expect(r.code).toBe(0);
     const cases = r.reports;
-    // gpipe, 1f1b, zb-h1 at three m each, interleaved at two: one report per rank per case.
-    expect(cases).toHaveLength(11 * p);
+    // gpipe, 1f1b, zb-h1 and zb-v at three m each, interleaved and dualpipev at two: one report per rank per case.
+    expect(cases).toHaveLength(16 * p);
     for (const c of cases) {
       const what = `${c.schedule} p=${p} m=${c.m} rank ${c.rank}`;
       expect(c.gradErr, what).toBeLessThanOrEqual(TOL);
@@ -27,8 +27,10 @@ describe('pipelines across real processes equal one process', () => {
         if (c.schedule === '1f1b') expect(c.peakStash, what).toBe(Math.min(p, c.m));
         if (c.schedule === 'zb-h1') expect(c.peakStash, what).toBeLessThanOrEqual(p);
       }
-      if (c.schedule === 'zb-h1') expect(c.peakPendingW, what).toBeGreaterThan(0);
+      if (['zb-h1', 'zb-v', 'dualpipev'].includes(c.schedule)) expect(c.peakPendingW, what).toBeGreaterThan(0);
       else expect(c.peakPendingW, what).toBe(0);
+      // The V schedules hold the first and the last stage on rank 0.
+      if (c.v === 2 && c.schedule !== 'interleaved-1f1b' && c.rank === 0) expect(c.stages, what).toEqual([0, 2 * p - 1]);
     }
   }, 180_000);
 

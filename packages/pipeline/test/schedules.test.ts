@@ -21,6 +21,11 @@ import {
   validate,
   withCommunication,
   zbH1,
+  zbV,
+  dualPipeV,
+  vPlacement,
+  splitBackward,
+  scheduleStagesPerRank,
   type ScheduleTable,
 } from '../src/index.js';
 
@@ -40,7 +45,7 @@ describe('schedule IR', () => {
 
   it('a whole table survives formatTable -> parseTable', () => {
     for (const name of scheduleNames()) {
-      const t = built(name, 3, 6, name.startsWith('interleaved') ? 2 : 1);
+      const t = built(name, 3, 6, name.startsWith('interleaved') ? 2 : scheduleStagesPerRank(getSchedule(name)));
       const back = parseTable(formatTable(t), { name });
       expect(back.actions).toEqual(t.actions);
       expect(back.placement).toEqual(t.placement);
@@ -63,7 +68,54 @@ describe('built-in schedules', () => {
     for (const m of [1, p, 2 * p + 1, 4 * p]) {
       for (const name of ['gpipe', '1f1b', 'zb-h1']) validate(built(name, p, m));
       if (m % p === 0) for (const v of [2, 3]) validate(built('interleaved-1f1b', p, m, v));
+      validate(built('zb-v', p, m, 2));
+      if (m >= 2 * p) validate(built('dualpipev', p, m, 2));
     }
+  });
+
+  it('zb-v and dualpipev place 2p stages in a V, split backwards, and beat 1F1B and ZB-H1 in the simulator', () => {
+    for (const p of [2, 3, 4]) {
+      const m = 4 * p;
+      const zv = built('zb-v', p, m, 2);
+      const dv = built('dualpipev', p, m, 2);
+      for (const t of [zv, dv]) {
+        expect(t.placement).toEqual(vPlacement(p));
+        expect(t.placement[0]).toBe(0);
+        expect(t.placement[2 * p - 1]).toBe(0); // the first and the last stage on rank 0
+      }
+      // Every backward of zb-v is split; dualpipev splits only some, near the end.
+      expect(splitBackward(zv).size).toBe(2 * p * m);
+      expect(splitBackward(dv).size).toBeGreaterThan(0);
+      expect(splitBackward(dv).size).toBeLessThan(2 * p * m);
+      // Half-size stages on twice as many slots: costs F = B = W = 1 per half stage against 2 per full one.
+      const half = { F: 1, B: 1, W: 1 };
+      const full = { F: 2, B: 2, W: 2 };
+      const ms = (t: ScheduleTable, c: { F: number; B: number; W: number }) => simulate(t, c).makespan;
+      expect(ms(zv, half)).toBeLessThan(ms(built('zb-h1', p, m), full));
+      expect(ms(zv, half)).toBeLessThan(ms(built('1f1b', p, m), full));
+      expect(ms(dv, half)).toBeLessThan(ms(built('1f1b', p, m), full));
+      // ZB-V's activation memory is 1F1B's: at most 2p half stages between F and B on any rank.
+      expect(Math.max(...simulate(zv, half).peakStash)).toBeLessThanOrEqual(2 * p);
+    }
+    expect(() => zbV({ ranks: 2, microbatches: 4 })).toThrow('zb-v places two stages on every rank (a V); stagesPerRank is 1, use 2');
+    expect(() => dualPipeV({ ranks: 2, microbatches: 3, stagesPerRank: 2 })).toThrow('dualpipev needs at least as many micro-batches as stages: 3 micro-batches for 4 stages (use 4 or more)');
+  });
+
+  it("reads torch.distributed.pipelining's notation: I and W, BW, overlapped pairs, empty cells, one CSV row per rank", () => {
+    // ZB-V-like table for 2 ranks (stages 0 and 3 on rank 0, 1 and 2 on rank 1), 2 micro-batches.
+    const csv = [
+      '0F0,0F1,,3F0,(3F1;3I0)OVERLAP_F_B,3I1,3W0,0I0,0I1,3W1,0W0,0W1',
+      ',1F0,2F0,1F1,2F1,2I0,2W0,2BW1,1I0,1B1,1W0',
+    ].join('\n');
+    const t = parseTable(csv, { name: 'from-torch' });
+    expect(t.placement).toEqual([0, 1, 1, 0]);
+    expect(formatTable(t).split('\n')[0]).toBe('rank 0: 0F0 0F1 3F0 3F1 3B0 3B1 3W0 0B0 0B1 3W1 0W0 0W1');
+    expect(splitBackward(t).has('2:1')).toBe(false); // BW: a whole backward
+    expect(splitBackward(t).has('1:0')).toBe(true); // I then W
+    validate(withCommunication(t));
+    expect(() => parseTable('0F0,0I0\n1F0,1B0')).toThrow('0I0 computes only the input gradient, but the table has no 0W0 for the weights');
+    expect(() => parseTable('0F0,0BW0,0W0\n1F0,1B0')).toThrow('0B0 is a whole backward, but the table also has 0W0: write 0I0 for a split one');
+    expect(() => parseTable('0F0,0X0')).toThrow(/cannot parse '0X0' as an action of torch.distributed.pipelining/);
   });
 
   it('interleaved 1F1B refuses micro-batch counts that are not a multiple of the ranks, saying what would work', () => {
