@@ -116,7 +116,7 @@ export const charRnnJob: Job<Data> = {
         output.dispose();
         next = sample(logits as Float32Array, temperature, gen);
       }
-      next = (await pipe.pp.broadcast(Int32Array.of(next), pipe.pp.size - 1))[0]!;
+      next = (await pipe.fromLastStage(Int32Array.of(next)))[0]!;
       ids.push(next);
     }
     pipe.train();

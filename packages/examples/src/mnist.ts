@@ -78,7 +78,7 @@ export const mnistJob: Job<Data> = {
         output.dispose();
       }
       // The count is known where the last stage is: share it along the pipeline.
-      right += (await pipe.pp.broadcast(Float64Array.of(r), pipe.pp.size - 1))[0]!;
+      right += (await pipe.fromLastStage(Float64Array.of(r)))[0]!;
       input.dispose();
       target.dispose();
     }

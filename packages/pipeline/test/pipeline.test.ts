@@ -108,3 +108,26 @@ describe('pipelines across real processes equal one process', () => {
     expect(byRank.get(0)!.message).toMatch(/world rank 1 is gone/);
   }, 60_000);
 });
+
+describe('placement, recomputation and tied weights across ranks', () => {
+  it('a torch.distributed.pipelining table, recompute on every stage, and a GPT tied across ranks (1f1b) and on one rank (zb-v) equal one process', async () => {
+    const r = await runJob('features.mjs', 2, { env });
+    expect(r.err.join('\n')).toBe('');
+    expect(r.code).toBe(0);
+    const by = (name: string) => r.reports.filter((c) => c.case === name);
+    for (const c of r.reports) expect(c.paramErr, `${c.case} rank ${c.rank}`).toBeLessThanOrEqual(TOL);
+    expect(by('torch-table').map((c) => c.stages)).toEqual(expect.arrayContaining([[0, 3], [1, 2]]));
+    // Recomputation keeps less: each rank's peak bytes drop.
+    for (const rank of [0, 1]) {
+      const lean = by('recompute').find((c) => c.rank === rank)!;
+      const full = by('no-recompute').find((c) => c.rank === rank)!;
+      expect(lean.peakBytes, `rank ${rank}`).toBeLessThan(full.peakBytes);
+    }
+    // 1f1b: the embedding on rank 0, the tied head on rank 1, both copies identical after 3 steps.
+    const tied = by('tied-1f1b');
+    expect(tied.map((c) => c.table)).toHaveLength(2);
+    expect(tied[0]!.table).toEqual(tied[1]!.table);
+    // zb-v: the first and the last stage on rank 0, so the table lives there once.
+    expect(by('tied-zb-v').find((c) => c.rank === 0)!.stages).toEqual([0, 3]);
+  }, 120_000);
+});
