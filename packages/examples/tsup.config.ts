@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: { mnist: 'src/mnist.ts', charrnn: 'src/charrnn.ts' },
+  entry: { mnist: 'src/mnist.ts', charrnn: 'src/charrnn.ts', gpt: 'src/gpt.ts' },
   format: ['esm'],
   sourcemap: true,
   clean: true,

@@ -1,9 +1,10 @@
+import { realpathSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { detectJob, launch } from '@hpdl/comm';
 import { BACKENDS, initBackend, manualSeed, noGrad, type BackendName } from '@hpdl/core';
-import { getSchedule, registerSchedule, resolveBalance, scheduleNames, type ScheduleFn } from '@hpdl/pipeline';
+import { getSchedule, registerSchedule, resolveBalance, scheduleNames, scheduleStagesPerRank, type ScheduleFn } from '@hpdl/pipeline';
 import type { Job, Options } from './job.js';
 import { PROGRESS_MARK, ProgressBar, type Progress } from './report.js';
 import { train } from './trainer.js';
@@ -56,7 +57,7 @@ export async function main<D>(job: Job<D>, argv = process.argv): Promise<void> {
     .option('--microbatches <n>', 'micro-batches per step', positiveInt('--microbatches'), d.microbatches ?? 4)
     .option('--schedule <name>', `pipeline schedule: ${scheduleNames().join(', ')}, or a file exporting your own`, d.schedule ?? '1f1b')
     .option('--balance <how>', 'how layers are split into stages: time (profiled), params, layers, size, or counts such as 6,4', d.balance ?? 'time')
-    .option('--stages-per-rank <n>', 'stages per process (interleaved schedules)', positiveInt('--stages-per-rank'), d.stagesPerRank ?? 1)
+    .option('--stages-per-rank <n>', 'stages per process (default: 2 for the V schedules zb-v and dualpipev, else 1)', positiveInt('--stages-per-rank'), d.stagesPerRank)
     .option('--epochs <n>', 'epochs', positiveInt('--epochs'), d.epochs ?? 1)
     .option('--batch-size <n>', 'samples per step, over all replicas', positiveInt('--batch-size'), d.batchSize ?? 64)
     .option('--lr <x>', 'learning rate (Adam)', positive('--lr'), d.lr ?? 1e-3)
@@ -94,7 +95,8 @@ export async function main<D>(job: Job<D>, argv = process.argv): Promise<void> {
     try {
       await initBackend(o.backend as BackendName | undefined);
       data = job.load(o);
-      const stages = o.stages * o.stagesPerRank;
+      const perRank = o.stagesPerRank ?? scheduleStagesPerRank(getSchedule(o.schedule));
+      const stages = o.stages * perRank;
       manualSeed(o.seed);
       const layers = noGrad(() => job.model(o, data));
       try {
@@ -102,7 +104,7 @@ export async function main<D>(job: Job<D>, argv = process.argv): Promise<void> {
       } finally {
         for (const l of layers) for (const p of l.parameters()) p.dispose();
       }
-      getSchedule(o.schedule)({ ranks: o.stages, microbatches: o.microbatches, stagesPerRank: o.stagesPerRank });
+      getSchedule(o.schedule)({ ranks: o.stages, microbatches: o.microbatches, stagesPerRank: perRank });
     } catch (e) {
       refuse(job.name, (e as Error).message.split('\n')[0]!);
     }
@@ -144,4 +146,24 @@ async function runRanks<D>(job: Job<D>, size: number, argv: string[]): Promise<n
   });
   bar.stop();
   return r.code;
+}
+
+/** Whether the module at `moduleUrl` is the program Node was started with (directly, or through a bin link). */
+function isEntryPoint(moduleUrl: string): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(moduleUrl));
+  } catch {
+    return false;
+  }
+}
+
+/** Runs a job's command line when its module is the program being run (`node dist/gpt.js`, `npx hpdl-gpt`). */
+export function runIfMain<D>(job: Job<D>, moduleUrl: string): void {
+  if (!isEntryPoint(moduleUrl)) return;
+  main(job).catch((e: Error) => {
+    process.stderr.write(`hpdl-${job.name}: ${e.message}\n`);
+    process.exit(1);
+  });
 }

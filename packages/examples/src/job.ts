@@ -8,7 +8,8 @@ export interface Options {
   replicas: number;
   microbatches: number;
   schedule: string;
-  stagesPerRank: number;
+  /** Undefined: the schedule's own (2 for V schedules, else 1). */
+  stagesPerRank?: number;
   balance: string;
   epochs: number;
   batchSize: number;

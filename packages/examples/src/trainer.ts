@@ -34,6 +34,7 @@ export async function train<D>(job: Job<D>, o: Options, data: D): Promise<void> 
     loss: crossEntropy,
     optimizer: (params) => (optimizer = new Adam(params, { lr: o.lr })),
     sampleInput: job.sampleInput(o, data),
+    recompute: o.recompute === true,
   });
   const opt = optimizer!;
 
@@ -51,7 +52,7 @@ export async function train<D>(job: Job<D>, o: Options, data: D): Promise<void> 
   }
   if (reporter && pos.step === 0) writeFileSync(metricsPath, '');
   say(
-    `${job.name}: ${world.size} process(es) = ${o.replicas} replica(s) x ${o.stages} stage(s) [layers per stage: ${pipe.counts.join(', ')}], ` +
+    `${job.name}: ${world.size} process(es) = ${o.replicas} replica(s) x ${o.stages} stage(s)${pipe.numStages > o.stages ? ` holding ${pipe.numStages} stages` : ''} [layers per stage: ${pipe.counts.join(', ')}], ` +
       `${o.schedule}, ${o.microbatches} micro-batches, batch ${o.batchSize}, backend ${backendName()}, ${total} steps`,
   );
 

@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -91,6 +91,25 @@ describe('char-RNN on Moby-Dick', () => {
   }, 240_000);
 });
 
+describe('GPT on Moby-Dick', () => {
+  it('a short run on 2 processes under zb-v, tied head, recomputation: loss and held-out bits fall, a sample is printed', async () => {
+    const out = tmp('gpt');
+    const r = await job('gpt', ['--epochs', '2', '--steps-per-epoch', '25', '--log-every', '5', '--sample-length', '40', '--checkpoint-every', '0', '--recompute', '--out', out]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/gpt: 2 process\(es\) = 1 replica\(s\) x 2 stage\(s\) holding 4 stages .*zb-v/);
+    const m = metrics(out);
+    const steps = m.filter((x) => x.type === 'step');
+    expect(steps.at(-1).loss).toBeLessThan(steps[0].loss * 0.9);
+    const ev = m.filter((x) => x.type === 'eval');
+    expect(ev).toHaveLength(2);
+    expect(ev[1].validBpc).toBeLessThan(ev[0].validBpc);
+    expect(r.stdout).toMatch(/sample:\n\[?.*Call me Ishmael\. .{40}/);
+    // The timeline shows the V: rank 0 runs the first and the last stage.
+    const trace = JSON.parse(readFileSync(join(out, 'timeline.json'), 'utf8')).traceEvents as { name: string; pid: number }[];
+    expect(trace.some((e) => e.pid === 0 && e.name === '3F0')).toBe(true);
+  }, 240_000);
+});
+
 describe('command line', () => {
   it.each([
     [['--schedule', 'pipedream'], /unknown schedule 'pipedream': known schedules are gpipe, 1f1b, interleaved-1f1b, zb-h1/],
@@ -125,6 +144,16 @@ describe('command line', () => {
     for (const o of ['--stages', '--replicas', '--microbatches', '--schedule', '--epochs', '--batch-size', '--lr', '--backend', '--seed', '--resume', '--checkpoint-every', '--seq-len', '--hidden', '--temperature']) {
       expect(r.stdout).toContain(o);
     }
+    const g = await job('gpt', ['--help']);
+    for (const o of ['--dim', '--heads', '--layers', '--dropout', '--untied', '--recompute', '--seq-len']) expect(g.stdout).toContain(o);
+  });
+
+  it('runs its command through a link, as npm bin links do', async () => {
+    const dir = tmp('bin');
+    const link = join(dir, 'hpdl-gpt');
+    symlinkSync(dist('gpt'), link);
+    const r = await run(process.execPath, [link, '--help']);
+    expect(r.stdout).toMatch(/Usage: hpdl-gpt/);
   });
 
   it('--resume refuses a checkpoint written by a different configuration', async () => {
