@@ -26,11 +26,14 @@ export function layersOf(model: Module | Module[]): Module[] {
 
 /**
  * Splits weights into `parts` contiguous non-empty runs minimising the largest run's sum (the
- * linear partition problem, solved exactly by dynamic programming). Returns the run lengths.
+ * linear partition problem, solved exactly by dynamic programming). Returns the run lengths. With a
+ * `placement` that puts several stages on one rank (interleaved, V), the largest sum over a rank's
+ * stages is minimised instead (exact search with pruning).
  */
-export function splitBalanced(weights: number[], parts: number): number[] {
+export function splitBalanced(weights: number[], parts: number, placement?: readonly number[]): number[] {
   const n = weights.length;
   checkStageCount(n, parts);
+  if (placement && new Set(placement).size < placement.length) return splitForRanks(weights, parts, placement);
   const pre = [0];
   for (const w of weights) pre.push(pre.at(-1)! + Math.max(0, w));
   const sum = (i: number, j: number) => pre[j]! - pre[i]!;
@@ -60,6 +63,47 @@ export function splitBalanced(weights: number[], parts: number): number[] {
   return counts;
 }
 
+/**
+ * The contiguous split whose busiest rank (the sum over the stages `placement` gives it) is lightest,
+ * by depth-first search over the cuts, pruned by the best split found so far. Ties go to the split
+ * found first, which puts more layers in earlier stages.
+ */
+function splitForRanks(weights: number[], parts: number, placement: readonly number[]): number[] {
+  const n = weights.length;
+  const w = weights.map((x) => Math.max(0, x));
+  const pre = [0];
+  for (const x of w) pre.push(pre.at(-1)! + x);
+  const ranks = Math.max(...placement) + 1;
+  const load = new Array<number>(ranks).fill(0);
+  const counts: number[] = [];
+  let best = Infinity;
+  let bestCounts = splitBalanced(weights, parts);
+  const visit = (stage: number, at: number, worst: number) => {
+    if (worst >= best) return;
+    if (stage === parts - 1) {
+      const r = placement[stage]!;
+      const total = Math.max(worst, load[r]! + pre[n]! - pre[at]!);
+      if (total < best) {
+        best = total;
+        bestCounts = [...counts, n - at];
+      }
+      return;
+    }
+    const r = placement[stage]!;
+    // Leave at least one layer for each later stage; try the longest run first.
+    for (let end = n - (parts - stage - 1); end > at; end--) {
+      const add = pre[end]! - pre[at]!;
+      load[r]! += add;
+      counts.push(end - at);
+      visit(stage + 1, end, Math.max(worst, load[r]!));
+      counts.pop();
+      load[r]! -= add;
+    }
+  };
+  visit(0, 0, 0);
+  return bestCounts;
+}
+
 function checkStageCount(layers: number, stages: number): void {
   if (!Number.isInteger(stages) || stages < 1) throw new PartitionError(`the number of stages must be a positive integer, found ${stages}`);
   if (stages > layers) {
@@ -79,14 +123,14 @@ export function checkCounts(counts: number[], layers: number, stages: number): v
   if (total !== layers) throw new PartitionError(`balance [${counts.join(', ')}] covers ${total} layers, the model has ${layers}`);
 }
 
-/** Layer counts giving each stage about the same number of parameters. */
-export function balanceByParams(layers: Module[], stages: number): number[] {
-  return splitBalanced(layers.map((l) => l.numParameters()), stages);
+/** Layer counts giving each stage (each rank, with a placement) about the same number of parameters. */
+export function balanceByParams(layers: Module[], stages: number, placement?: readonly number[]): number[] {
+  return splitBalanced(layers.map((l) => l.numParameters()), stages, placement);
 }
 
-/** Layer counts giving each stage about the same number of layers. */
-export function balanceByLayers(layers: Module[], stages: number): number[] {
-  return splitBalanced(layers.map(() => 1), stages);
+/** Layer counts giving each stage (each rank, with a placement) about the same number of layers. */
+export function balanceByLayers(layers: Module[], stages: number, placement?: readonly number[]): number[] {
+  return splitBalanced(layers.map(() => 1), stages, placement);
 }
 
 function sampleOf(spec: InputSpec): Tensor {
@@ -127,15 +171,15 @@ function walk(layers: Module[], spec: InputSpec, each: (layer: Module, x: Tensor
 }
 
 /** Layer counts from profiled forward + backward time of each layer on `sample` (median of `repeats`). */
-export function balanceByTime(layers: Module[], stages: number, sample: InputSpec, repeats = 3): number[] {
+export function balanceByTime(layers: Module[], stages: number, sample: InputSpec, repeats = 3, placement?: readonly number[]): number[] {
   checkStageCount(layers.length, stages);
   const times: number[] = [];
   walk(layers, sample, (layer, x) => times.push(timeLayer(layer, x, repeats)));
-  return splitBalanced(times, stages);
+  return splitBalanced(times, stages, placement);
 }
 
 /** Layer counts from profiled memory: bytes each layer keeps for backward (and its output) plus paramScale x its parameters. */
-export function balanceBySize(layers: Module[], stages: number, sample: InputSpec, paramScale = 2): number[] {
+export function balanceBySize(layers: Module[], stages: number, sample: InputSpec, paramScale = 2, placement?: readonly number[]): number[] {
   checkStageCount(layers.length, stages);
   const sizes: number[] = [];
   walk(layers, sample, (layer, x) => {
@@ -151,17 +195,17 @@ export function balanceBySize(layers: Module[], stages: number, sample: InputSpe
     layer.zeroGrad();
     sizes.push(kept + paramScale * layer.parameters().reduce((a, p) => a + p.size * 4, 0));
   });
-  return splitBalanced(sizes, stages);
+  return splitBalanced(sizes, stages, placement);
 }
 
-/** Resolves a Balance to layer counts. */
-export function resolveBalance(layers: Module[], stages: number, balance: Balance = 'params'): number[] {
+/** Resolves a Balance to layer counts; with a placement, the load of each rank is balanced. */
+export function resolveBalance(layers: Module[], stages: number, balance: Balance = 'params', placement?: readonly number[]): number[] {
   let counts: number[];
   if (Array.isArray(balance)) counts = balance;
-  else if (balance === 'params') counts = balanceByParams(layers, stages);
-  else if (balance === 'layers') counts = balanceByLayers(layers, stages);
-  else if (typeof balance === 'object' && balance.by === 'time') counts = balanceByTime(layers, stages, balance.sample, balance.repeats);
-  else if (typeof balance === 'object' && balance.by === 'size') counts = balanceBySize(layers, stages, balance.sample, balance.paramScale);
+  else if (balance === 'params') counts = balanceByParams(layers, stages, placement);
+  else if (balance === 'layers') counts = balanceByLayers(layers, stages, placement);
+  else if (typeof balance === 'object' && balance.by === 'time') counts = balanceByTime(layers, stages, balance.sample, balance.repeats, placement);
+  else if (typeof balance === 'object' && balance.by === 'size') counts = balanceBySize(layers, stages, balance.sample, balance.paramScale, placement);
   else throw new PartitionError(`unknown balance ${JSON.stringify(balance)}: use layer counts, 'params', 'layers', {by: 'time', sample} or {by: 'size', sample}`);
   checkCounts(counts, layers.length, stages);
   return counts;

@@ -173,7 +173,7 @@ export class Pipeline {
     if (o.seed != null) manualSeed(o.seed);
     const layers = layersOf(o.model());
     // Profiled balances can differ between ranks (timing noise): rank 0's split is everyone's.
-    const counts = Array.from(await world.broadcast(Int32Array.from(resolveBalance(layers, S, o.balance)), 0));
+    const counts = Array.from(await world.broadcast(Int32Array.from(resolveBalance(layers, S, o.balance, placement)), 0));
     const all = partition(layers, counts);
     const mine = all.filter((st) => placement[st.index] === ppRank);
     const kept = new Set(mine.flatMap((st) => st.parameters()));

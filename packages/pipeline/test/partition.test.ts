@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Conv2d, Embedding, Flatten, Linear, ReLU, Sequential, initBackend, manualSeed, tensor, type Parameter } from '@hpdl/core';
+import { Conv2d, Embedding, Flatten, Generator, Linear, ReLU, Sequential, initBackend, manualSeed, tensor, type Parameter } from '@hpdl/core';
 import { init } from '@hpdl/comm';
 import {
   Pipeline,
@@ -11,6 +11,7 @@ import {
   partition,
   resolveBalance,
   splitBalanced,
+  vPlacement,
   splitSizes,
 } from '../src/index.js';
 
@@ -71,6 +72,36 @@ describe('partitioning', () => {
     expect(bySize).toHaveLength(3);
     expect(resolveBalance(layers, 2, { by: 'size', sample })).toEqual(balanceBySize(layers, 2, sample));
     sample.dispose();
+  });
+
+  it('with stages sharing ranks (a V), balances each rank\'s load: checked against every split', () => {
+    const gen = new Generator(3);
+    for (let trial = 0; trial < 30; trial++) {
+      const n = 4 + gen.int(6);
+      const p = 2 + gen.int(Math.min(2, Math.floor(n / 2) - 1));
+      const placement = vPlacement(p);
+      const w = Array.from({ length: n }, () => 1 + gen.int(9));
+      const load = (counts: number[]) => {
+        const per = new Array<number>(p).fill(0);
+        let at = 0;
+        counts.forEach((c, s) => {
+          per[placement[s]!]! += w.slice(at, at + c).reduce((a, b) => a + b, 0);
+          at += c;
+        });
+        return Math.max(...per);
+      };
+      let best = Infinity;
+      const all = (left: number, parts: number, acc: number[]) => {
+        if (parts === 1) return void (best = Math.min(best, load([...acc, left])));
+        for (let c = 1; c <= left - parts + 1; c++) all(left - c, parts - 1, [...acc, c]);
+      };
+      all(n, 2 * p, []);
+      const got = splitBalanced(w, 2 * p, placement);
+      expect(got.reduce((a, b) => a + b, 0)).toBe(n);
+      expect(load(got), `weights [${w}] on ${p} ranks`).toBe(best);
+    }
+    // A 2-block GPT's five layers in a V on 2 ranks: the blocks go to different ranks.
+    expect(splitBalanced([1, 10, 10, 1, 1], 4, vPlacement(2))).toEqual([2, 1, 1, 1]);
   });
 
   it('explains impossible splits before anything runs', () => {
