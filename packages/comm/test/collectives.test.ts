@@ -10,6 +10,16 @@ describe('collectives across real processes', () => {
   }, 120_000);
 });
 
+describe('start-up', () => {
+  it.each([2, 3, 4])('rank 0 may send and close as soon as init returns: every rank still joins and receives (p = %i)', async (p) => {
+    // Rank 0 used to be ready before the others had the table of where everyone listens.
+    const r = await runJob('early.mjs', p, { env: { HPDL_RENDEZVOUS_TIMEOUT_MS: '20000' } });
+    expect(r.err.join('\n')).toBe('');
+    expect(r.code).toBe(0);
+    for (let rank = 1; rank < p; rank++) expect(r.out).toContain(`[${rank}] rank ${rank} got ${rank * 10}`);
+  }, 60_000);
+});
+
 describe('point to point and sub-communicators', () => {
   it.each([1, 2, 3, 5])('ordering, non-blocking requests, large and empty messages, objects, usage errors, split at p = %i', async (p) => {
     const r = await runJob('p2p.mjs', p, { env: { HPDL_TIMEOUT_MS: '60000' } });

@@ -32,6 +32,8 @@ export class Mesh {
   private port = 0;
   private readonly registered = new Map<number, [string, number]>();
   private tableWaiter: ((t: [string, number][]) => void) | null = null;
+  /** Rank 0: called once the table has gone to every rank. */
+  private tableSent: (() => void) | null = null;
   private readyWaiter: (() => void) | null = null;
   private stopped = false;
   /** Called when a connection to a rank dies after the mesh was ready. */
@@ -115,6 +117,7 @@ export class Mesh {
         const table: [string, number][] = [[this.opts.advertiseHost, this.port]];
         for (let r = 1; r < this.opts.size; r++) table.push(this.registered.get(r)!);
         for (const conn of this.conns) conn?.sendControl({ kind: Kind.Table, table });
+        this.tableSent?.();
       }
     } else if (f.kind === Kind.Table && c.peer === 0) {
       this.tableWaiter?.(f.table);
@@ -178,6 +181,9 @@ export class Mesh {
       }, rendezvousTimeoutMs);
       timer.unref();
     });
+    // Rank 0 is ready only once every rank has the table too: it may send, or close, at once, and a
+    // rank still waiting for the table would never get it.
+    const distributed = rank === 0 ? new Promise<void>((resolve) => (this.tableSent = resolve)) : Promise.resolve();
     const work = (async () => {
       if (rank !== 0) {
         const table = new Promise<[string, number][]>((resolve) => (this.tableWaiter = resolve));
@@ -186,7 +192,7 @@ export class Mesh {
         const t = await table;
         await Promise.all(t.slice(1, rank).map(([host, port], i) => this.dial(i + 1, host, port, deadline)));
       }
-      await ready;
+      await Promise.all([ready, distributed]);
     })();
     try {
       await Promise.race([work, timeout]);
