@@ -9,6 +9,13 @@ export interface JobInfo {
   masterPort: number;
   /** Which launcher's variables were found. */
   source: string;
+  /**
+   * How many times the launcher has started this job again after a failure (HPDL_RESTART_COUNT,
+   * or torchrun's TORCHELASTIC_RESTART_COUNT; 0 without either).
+   */
+  restartCount: number;
+  /** Something about the environment the user should hear (said once by `init`). */
+  warning?: string;
 }
 
 // Each launcher's variables: rank, size, local rank. Ours and torchrun's come first.
@@ -35,15 +42,27 @@ function int(env: NodeJS.ProcessEnv, name: string): number | null {
  */
 export function detectJob(env: NodeJS.ProcessEnv = process.env): JobInfo {
   let found: JobInfo | null = null;
+  let warning: string | undefined;
   for (const [source, r, s, l] of SOURCES) {
     const rank = int(env, r);
     const size = int(env, s);
     if (rank == null || size == null) continue;
+    if (source === 'Slurm' && env.SLURM_STEP_ID == null && env.SLURM_STEPID == null) {
+      // The batch script of an allocation (or its salloc shell) sees SLURM_PROCID=0 and the
+      // allocation's task count, but it is one process: taken for rank 0 it would wait for ranks
+      // that never come. Tasks started by srun have a step id.
+      if (size > 1) {
+        warning = `this process runs in a Slurm allocation of ${size} tasks but was not started by srun, so it runs alone; to use the allocation, start the job with \`srun node <script>\` (or \`hpdl launch\` for the ranks of one node)`;
+      }
+      continue;
+    }
     if (rank >= size) throw new CommUsageError(`${r}=${rank} is not below ${s}=${size} (${source})`);
-    found = { rank, size, localRank: (l ? int(env, l) : null) ?? 0, masterAddr: '', masterPort: 0, source };
+    found = { rank, size, localRank: (l ? int(env, l) : null) ?? 0, masterAddr: '', masterPort: 0, source, restartCount: 0 };
     break;
   }
-  const info = found ?? { rank: 0, size: 1, localRank: 0, masterAddr: '', masterPort: 0, source: 'single process' };
+  const info = found ?? { rank: 0, size: 1, localRank: 0, masterAddr: '', masterPort: 0, source: 'single process', restartCount: 0 };
+  info.restartCount = int(env, 'HPDL_RESTART_COUNT') ?? int(env, 'TORCHELASTIC_RESTART_COUNT') ?? 0;
+  if (warning && !found) info.warning = warning;
   info.masterAddr = env.MASTER_ADDR || '127.0.0.1';
   const port = int(env, 'MASTER_PORT');
   if (port == null && info.size > 1) {

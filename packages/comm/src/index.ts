@@ -7,5 +7,5 @@ export { type Buf, DTYPES, type DTypeName } from './dtypes.js';
 export { detectJob, type JobInfo } from './env.js';
 export { CommError, PeerLostError, CommTimeoutError, CollectiveMismatchError, ProtocolError, CommUsageError } from './errors.js';
 export { decodeFrame, encodeData, encodeControl, type Frame } from './transport/frame.js';
-export { launch, type LaunchOptions, type LaunchResult } from './launcher/launch.js';
+export { freePort, launch, type LaunchOptions, type LaunchResult } from './launcher/launch.js';
 export { threadEnv, parseThreadsPerRank, THREAD_VARIABLES, type ThreadsPerRank } from './launcher/threads.js';

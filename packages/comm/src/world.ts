@@ -100,6 +100,7 @@ export async function init(opts: InitOptions = {}): Promise<World> {
   if (job.size > 1 && !job.masterPort) throw new CommUsageError(`a job of ${job.size} ranks needs a master port (MASTER_PORT or the masterPort option)`);
   if (opts.holdMs != null && !(opts.holdMs >= 0 && Number.isFinite(opts.holdMs))) throw new CommUsageError(`holdMs must be a non-negative number of milliseconds, not ${opts.holdMs}`);
   const log = new Logger(job.rank);
+  if (job.warning && opts.size == null) log.warn(job.warning);
   const listenHost = opts.listenHost ?? process.env.HPDL_LISTEN_HOST ?? '127.0.0.1';
   if (job.size > 1 && !isLoopback(job.masterAddr) && isLoopback(listenHost)) {
     throw new CommUsageError(

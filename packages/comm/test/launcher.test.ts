@@ -13,7 +13,7 @@ describe('hpdl launch', () => {
     const r = await runJob('echo.mjs', 3, { gpuPerRank: true });
     expect(r.code).toBe(0);
     for (const rank of [0, 1, 2]) {
-      expect(r.out).toContain(`[${rank}] rank=${rank} size=3 local=${rank} cuda=${rank} token=64 port=${r.out[0]!.split('port=')[1]}`);
+      expect(r.out).toContain(`[${rank}] rank=${rank} size=3 local=${rank} cuda=${rank} token=64 port=${r.out[0]!.split('port=')[1]!.split(' ')[0]} restart=0`);
       expect(r.err).toContain(`[${rank}] stderr line from ${rank}`);
     }
   });
@@ -42,6 +42,24 @@ describe('hpdl launch', () => {
     expect(r.firstFailure).toMatchObject({ rank: 1, code: 3 });
     expect(r.err.join('\n')).toMatch(/rank 1 failed first \(exit code 3\); stopping the other ranks/);
     expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('--max-restarts starts the whole job again after a failure, telling the ranks which start it is', async () => {
+    const r = await runJob('echo.mjs', 2, { args: ['fail-twice'], maxRestarts: 2 });
+    expect(r.code).toBe(0);
+    expect(r.restarts).toBe(2);
+    for (const n of [0, 1, 2]) for (const rank of [0, 1]) expect(r.out.some((l) => l.startsWith(`[${rank}] rank=${rank} size=2`) && l.endsWith(`restart=${n}`))).toBe(true);
+    expect(r.err.join('\n')).toMatch(/starting the job again \(restart 1 of 2\)[^]*starting the job again \(restart 2 of 2\)/);
+    // Out of restarts: the failure is the job's.
+    const out = await runJob('echo.mjs', 2, { args: ['fail-twice'], maxRestarts: 1 });
+    expect(out.code).toBe(3);
+    expect(out.restarts).toBe(1);
+    const cliRun = spawnSync(process.execPath, [cli, 'launch', '-n', '2', '--max-restarts', '2', fixture('echo.mjs'), 'fail-twice'], { encoding: 'utf8' });
+    expect(cliRun.status).toBe(0);
+    expect(cliRun.stdout).toMatch(/\[1\] rank=1 size=2 .* restart=2/);
+    const bad = spawnSync(process.execPath, [cli, 'launch', '-n', '2', '--max-restarts', 'two', fixture('echo.mjs')], { encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/expected a non-negative integer/);
   });
 
   it('runs as a command: --help, bad options, and forwarding SIGINT to the ranks', async () => {

@@ -8,6 +8,12 @@ function positiveInt(v: string): number {
   return n;
 }
 
+function nonNegativeInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
+  return n;
+}
+
 function threadsArg(v: string): ThreadsPerRank {
   try {
     return parseThreadsPerRank(v);
@@ -35,6 +41,7 @@ program
   .option('--gpu-per-rank', 'set CUDA_VISIBLE_DEVICES to each local rank (one GPU per rank)')
   .option('--threads-per-rank <n>', "threads for each rank's compute libraries: a number, auto (the cores shared out) or none", threadsArg, 'auto')
   .option('--no-prefix', 'do not prefix output lines with the rank')
+  .option('--max-restarts <n>', 'when a rank fails, start the whole job again up to n times (HPDL_RESTART_COUNT tells the ranks which start it is)', nonNegativeInt, 0)
   .option('--grace <ms>', 'milliseconds between SIGTERM and SIGKILL when stopping ranks', positiveInt, 5000)
   .option('--node-arg <arg...>', 'Node.js options for every rank')
   .argument('<script>', 'the script every rank runs')
@@ -51,6 +58,7 @@ program
       threadsPerRank: opts.threadsPerRank,
       prefix: opts.prefix,
       graceMs: opts.grace,
+      maxRestarts: opts.maxRestarts,
       nodeArgs: opts.nodeArg,
     });
     process.exitCode = r.code;

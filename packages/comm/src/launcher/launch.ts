@@ -34,6 +34,12 @@ export interface LaunchOptions {
   env?: Record<string, string>;
   /** Node.js options placed before the script (e.g. --max-old-space-size=8192). */
   nodeArgs?: string[];
+  /**
+   * When a rank fails, stop the others and start the whole job again, up to this many times
+   * (torchrun's --max-restarts; default 0). Each start's ranks find its number in HPDL_RESTART_COUNT
+   * (0 for the first), so a job can continue from its latest checkpoint.
+   */
+  maxRestarts?: number;
   /** Where prefixed output goes (default: this process's stdout and stderr). */
   out?: (line: string) => void;
   err?: (line: string) => void;
@@ -45,9 +51,13 @@ export interface LaunchResult {
   code: number;
   /** The rank that failed first, and how. */
   firstFailure: { rank: number; code: number | null; signal: NodeJS.Signals | null } | null;
-  /** Each rank's exit code (null if killed by a signal). */
+  /** Each rank's exit code (null if killed by a signal), in the last start. */
   codes: (number | null)[];
+  /** How many times the job was started again after a failure. */
+  restarts: number;
 }
+
+const lineWriter = (stream: NodeJS.WriteStream) => (l: string) => void (stream.destroyed || stream.write(`${l}\n`));
 
 /** A TCP port that was free a moment ago on `host`. */
 export function freePort(host = '127.0.0.1'): Promise<number> {
@@ -64,18 +74,31 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 
 /**
  * Starts `nprocs` local processes of one script with the environment of a job (RANK, WORLD_SIZE,
- * LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, HPDL_JOB_TOKEN, and each rank's share of
- * the cores for its thread pools), prefixes their output
- * with their rank, forwards SIGINT and SIGTERM, and when one rank fails stops the others.
+ * LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, HPDL_JOB_TOKEN, HPDL_RESTART_COUNT, and
+ * each rank's share of the cores for its thread pools), prefixes their output with their rank,
+ * forwards SIGINT and SIGTERM, and when one rank fails stops the others, then starts the job again
+ * if `maxRestarts` allows.
  */
 export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   if (!Number.isInteger(o.nprocs) || o.nprocs < 1) throw new CommUsageError(`launch: the number of processes must be a positive integer, found ${o.nprocs}`);
+  const maxRestarts = o.maxRestarts ?? 0;
+  if (!Number.isInteger(maxRestarts) || maxRestarts < 0) throw new CommUsageError(`launch: maxRestarts must be a non-negative integer, found ${maxRestarts}`);
+  const err = o.err ?? lineWriter(process.stderr);
+  for (let restarts = 0; ; restarts++) {
+    const r = await launchOnce(o, restarts);
+    if (r.code === 0 || r.interrupted || restarts === maxRestarts) return { code: r.code, firstFailure: r.firstFailure, codes: r.codes, restarts };
+    err(`hpdl launch: starting the job again (restart ${restarts + 1} of ${maxRestarts})`);
+  }
+}
+
+/** One start of the job: every rank run to its end. `interrupted`: stopped by SIGINT or SIGTERM sent to us. */
+async function launchOnce(o: LaunchOptions, restartCount: number): Promise<Omit<LaunchResult, 'restarts'> & { interrupted: boolean }> {
   const masterAddr = o.masterAddr ?? '127.0.0.1';
   const masterPort = o.masterPort ?? (await freePort(masterAddr));
   const token = randomBytes(32).toString('hex');
   const graceMs = o.graceMs ?? 5000;
-  const out = o.out ?? ((l: string) => void (process.stdout.destroyed || process.stdout.write(`${l}\n`)));
-  const err = o.err ?? ((l: string) => void (process.stderr.destroyed || process.stderr.write(`${l}\n`)));
+  const out = o.out ?? lineWriter(process.stdout);
+  const err = o.err ?? lineWriter(process.stderr);
   const prefix = o.prefix ?? true;
   const width = String(o.nprocs - 1).length;
 
@@ -83,6 +106,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   const codes: (number | null)[] = new Array(o.nprocs).fill(null);
   let firstFailure: LaunchResult['firstFailure'] = null;
   let stopping = false;
+  let interrupted = false;
   let killTimer: NodeJS.Timeout | undefined;
 
   const stopAll = (signal: NodeJS.Signals) => {
@@ -97,6 +121,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
 
   const forward = (sig: NodeJS.Signals) => () => {
     err(`hpdl launch: received ${sig}, forwarding it to ${o.nprocs} rank(s)`);
+    interrupted = true;
     stopAll(sig);
   };
   const onInt = forward('SIGINT');
@@ -138,6 +163,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
       MASTER_ADDR: masterAddr,
       MASTER_PORT: String(masterPort),
       HPDL_JOB_TOKEN: token,
+      HPDL_RESTART_COUNT: String(restartCount),
     };
     if (o.gpuPerRank) env.CUDA_VISIBLE_DEVICES = String(rank);
     const child = spawn(process.execPath, [...(o.nodeArgs ?? []), o.script, ...(o.args ?? [])], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -175,5 +201,5 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   process.off('SIGINT', onInt);
   process.off('SIGTERM', onTerm);
   const code = firstFailure ? ((firstFailure as { code: number | null }).code || 1) : codes.every((c) => c === 0) ? 0 : 1;
-  return { code, firstFailure, codes };
+  return { code, firstFailure, codes, interrupted };
 }
