@@ -77,8 +77,8 @@ export { Optimizer, type OptimizerState } from './optim/optimizer.js';
 export { SGD, type SGDOptions } from './optim/sgd.js';
 export { Adam, AdamW, type AdamOptions } from './optim/adam.js';
 export { clipGradNorm } from './optim/clip.js';
-export { LRScheduler, stepDecay, cosine, linearWarmup, type Schedule } from './optim/lr.js';
+export { LRScheduler, stepDecay, cosine, linearWarmup, type Schedule, type LRSchedulerState } from './optim/lr.js';
 
 // Checkpoints
 export { saveSafetensors, loadSafetensors, encodeSafetensors, decodeSafetensors, writeFileAtomic, type StoredTensor } from './io/safetensors.js';
-export { saveCheckpoint, loadCheckpoint, type Extra } from './io/checkpoint.js';
+export { saveCheckpoint, loadCheckpoint, type Extra, type CheckpointParts } from './io/checkpoint.js';

@@ -50,6 +50,42 @@ describe('checkpoints', () => {
     expect(values(b)).toEqual(values(a));
   });
 
+  it('restores a learning-rate scheduler with its optimizer: the resumed rates are the uninterrupted ones', () => {
+    const a = model(1);
+    const optA = new h.Adam(a.parameters(), { lr: 0.02 });
+    const schedA = new h.LRScheduler(optA, h.cosine(10, 0.1));
+    const rates: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      trainSteps(a, optA, 1);
+      rates.push(schedA.step());
+    }
+    const path = join(dir, 'sched.safetensors');
+    h.saveCheckpoint(path, { model: a, optimizer: optA, scheduler: schedA });
+
+    const b = model(2);
+    const optB = new h.Adam(b.parameters(), { lr: 0.5 });
+    const schedB = new h.LRScheduler(optB, h.cosine(10, 0.1));
+    h.loadCheckpoint(path, { model: b, optimizer: optB, scheduler: schedB });
+    expect(schedB.stepCount).toBe(4);
+    expect(schedB.baseLr).toBe(0.02);
+    expect(optB.lr).toBe(optA.lr);
+    for (let i = 0; i < 3; i++) {
+      trainSteps(a, optA, 1);
+      trainSteps(b, optB, 1);
+      expect(schedB.step()).toBe(schedA.step());
+    }
+    expect(values(b)).toEqual(values(a));
+
+    // A checkpoint without scheduler state is refused before anything changes.
+    const plain = join(dir, 'no-sched.safetensors');
+    h.saveCheckpoint(plain, { model: a, optimizer: optA });
+    const c = model(3);
+    const before = values(c);
+    const optC = new h.Adam(c.parameters());
+    expect(() => h.loadCheckpoint(plain, { model: c, optimizer: optC, scheduler: new h.LRScheduler(optC, h.cosine(10)) })).toThrow(/holds no learning-rate scheduler state/);
+    expect(values(c)).toEqual(before);
+  });
+
   it('writes a file other safetensors readers understand: header, names, dtypes, offsets', () => {
     const m = model(1);
     const path = join(dir, 'plain.safetensors');
