@@ -43,6 +43,12 @@ export interface PipelineOptions {
    * forward and run again during backward (core's `checkpoint`), trading compute for memory.
    */
   recompute?: boolean | number[];
+  /**
+   * Clip gradients by their global L2 norm before each optimizer step: the norm over the whole
+   * model (every stage, a tied parameter counted once), as one process computes it; as torch's
+   * clip_grad_norm_. Off by default.
+   */
+  clipGradNorm?: number;
   /** Record every action's time (see `takeTrace`). */
   trace?: boolean;
   /** Called before each action; for progress displays and fault-injection tests. */
@@ -55,6 +61,8 @@ export interface StepResult {
   loss: number;
   /** Micro-batches in this step. */
   microbatches: number;
+  /** With `clipGradNorm`, the global gradient norm before clipping (from `step`; NaN otherwise). */
+  gradNorm: number;
 }
 
 /** Counters since creation (or `resetStats`). */
@@ -113,6 +121,8 @@ export class Pipeline {
   private readonly recompute: Set<number>;
   private events: TraceEvent[] = [];
   private tracing: boolean;
+  /** Training calls whose gradients are accumulated here and not yet reduced or applied. */
+  private pendingCalls = 0;
 
   private constructor(
     private readonly o: PipelineOptions,
@@ -138,6 +148,7 @@ export class Pipeline {
     const r = o.recompute ?? false;
     this.recompute = new Set(r === true ? placement.map((_, st) => st) : r === false ? [] : r);
     this.optimizer = o.optimizer ? o.optimizer(this.parameters()) : null;
+    if (o.clipGradNorm != null && !(o.clipGradNorm > 0)) throw new PipelineError(`clipGradNorm must be a positive number, found ${o.clipGradNorm}`);
   }
 
   /**
@@ -279,9 +290,10 @@ export class Pipeline {
     return this.train(false);
   }
 
-  /** Clears this rank's gradients. */
+  /** Clears this rank's gradients (and forgets the training calls they accumulated). */
   zeroGrad(): void {
     this.module.zeroGrad();
+    this.pendingCalls = 0;
   }
 
   /** The validated table (with communication) this pipeline runs for m micro-batches. */
@@ -312,19 +324,65 @@ export class Pipeline {
   }
 
   /**
-   * One training step: forward and backward of every micro-batch under the schedule, gradients
-   * summed over tied copies and averaged among replicas, then the optimizer. The rank holding stage
-   * 0 needs `input`, the one holding the last stage `target`; others may pass them or not. A list of
-   * micro-batches (each of any size or sequence length) can be given instead of a batch.
+   * One training step: forward and backward of every micro-batch under the schedule, then (at the
+   * table's STEP) `optimizerStep()`. The rank holding stage 0 needs `input`, the one holding the
+   * last stage `target`; others may pass them or not. A list of micro-batches (each of any size or
+   * sequence length) can be given instead of a batch. Gradients accumulated by `forwardBackward`
+   * calls before it are part of the step, as one more call each.
    */
   step(batch: Batch): Promise<StepResult> {
     if (!this.optimizer) return Promise.reject(new PipelineError('step() needs an optimizer: pass `optimizer` to Pipeline.create, or use forwardBackward()'));
     return this.runTraining(batch, true);
   }
 
-  /** Forward and backward of every micro-batch; gradients are accumulated (and allreduced among replicas), no optimizer step. */
+  /**
+   * Forward and backward of every micro-batch, adding the gradients of the batch's mean loss to
+   * this rank's `.grad`s; nothing travels between replicas (as DDP's no_sync). Several calls, then
+   * `optimizerStep()` (or a `step`), train on their batches together: the step averages the
+   * accumulated gradients over the calls and the replicas once.
+   */
   forwardBackward(batch: Batch): Promise<StepResult> {
     return this.runTraining(batch, false);
+  }
+
+  /**
+   * Gradients of the calls since the last step made whole: tied copies summed across their ranks,
+   * then averaged over the calls and the replicas. Collective over the job's ranks; a no-op when
+   * nothing has accumulated. `optimizerStep` does it first; call it alone to read the gradients.
+   */
+  async syncGradients(): Promise<void> {
+    if (this.pendingCalls === 0) return;
+    const calls = this.pendingCalls;
+    this.pendingCalls = 0;
+    for (const g of this.tied) await this.reduceGrads(g.params, g.comm, 'sum');
+    if (this.dp) await this.reduceGrads(this.parameters(), this.dp, 'avg');
+    if (calls > 1) scaleGrads(this.parameters(), 1 / calls);
+  }
+
+  /**
+   * The optimizer step over what the training calls since the last one accumulated:
+   * `syncGradients`, clipping by the global norm (`clipGradNorm`), the optimizer, `zeroGrad`.
+   * Returns the global norm before clipping (NaN without `clipGradNorm`). Collective.
+   */
+  async optimizerStep(): Promise<number> {
+    if (!this.optimizer) throw new PipelineError('optimizerStep() needs an optimizer: pass `optimizer` to Pipeline.create');
+    await this.syncGradients();
+    const norm = this.o.clipGradNorm != null ? await this.clipGradients(this.o.clipGradNorm) : NaN;
+    this.optimizer.step();
+    this.zeroGrad();
+    return norm;
+  }
+
+  /** Scales every gradient so that the global norm is at most `maxNorm`; returns the norm before. */
+  private async clipGradients(maxNorm: number): Promise<number> {
+    // Each parameter counted once over the pipeline: a tied copy by the first rank of its group.
+    const copies = new Set(this.tied.filter((g) => g.comm.rank !== 0).flatMap((g) => g.params));
+    const sq = new Float64Array([sumOfSquares(this.parameters().filter((p) => !copies.has(p)))]);
+    await this.pp.allreduce(sq, 'sum'); // replicas hold equal gradients after syncGradients
+    const norm = Math.sqrt(sq[0]!);
+    const coef = maxNorm / (norm + 1e-6);
+    if (coef < 1) scaleGrads(this.parameters(), coef);
+    return norm;
   }
 
   /**
@@ -368,14 +426,19 @@ export class Pipeline {
     const { mbs, owned } = this.cut(batch);
     const table = this.table(mbs.length, true);
     const st = new TrainingStep(this.context(), mbs, this.weightsOf(mbs, this.isLast), splitBackward(table));
+    let gradNorm = NaN;
+    const stepHere = async () => {
+      if (withStep) gradNorm = await this.optimizerStep();
+    };
     try {
-      await this.runActions(table, st, (a) => (a.op === 'STEP' ? (withStep ? this.optimizerStep() : Promise.resolve()) : st.run(a)), true);
+      this.pendingCalls++;
+      await this.runActions(table, st, (a) => (a.op === 'STEP' ? stepHere() : st.run(a)), true);
       const loss = await this.shareLoss(this.isLast ? st.lossSum : NaN);
       this.stats.steps++;
       this.stats.peakStash = Math.max(this.stats.peakStash, st.peakStash);
       this.stats.peakPendingW = Math.max(this.stats.peakPendingW, st.peakPendingW);
       this.stats.peakBytes = Math.max(this.stats.peakBytes, st.peakBytes);
-      return { loss, microbatches: mbs.length };
+      return { loss, microbatches: mbs.length, gradNorm };
     } finally {
       st.dispose();
       if (owned) for (const b of mbs) (b.input?.dispose(), b.target?.dispose());
@@ -416,14 +479,6 @@ export class Pipeline {
     return buf[0]!;
   }
 
-  /** STEP: gradients of tied copies summed, averaged over replicas; then the optimizer. */
-  private async optimizerStep(): Promise<void> {
-    for (const g of this.tied) await this.reduceGrads(g.params, g.comm, 'sum');
-    if (this.dp) await this.reduceGrads(this.parameters(), this.dp, 'avg');
-    this.optimizer!.step();
-    this.zeroGrad();
-  }
-
   /** Allreduces the gradients of `params` over `comm` in one buffer (as DDP's buckets). */
   private async reduceGrads(params: Parameter[], comm: Communicator, op: 'sum' | 'avg'): Promise<void> {
     const total = params.reduce((a, p) => a + p.size, 0);
@@ -461,6 +516,26 @@ export class Pipeline {
     this.stats.peakPendingW = 0;
     this.stats.peakBytes = 0;
   }
+}
+
+/** Multiplies every gradient of `params` by `factor`. */
+function scaleGrads(params: Parameter[], factor: number): void {
+  for (const p of params) {
+    if (!p.grad) continue;
+    const old = p.grad.data;
+    p.grad.data = tf.keep(tf.mul(old, factor));
+    old.dispose();
+  }
+}
+
+/** The sum of the squares of the gradients of `params`. */
+function sumOfSquares(params: Parameter[]): number {
+  const withGrad = params.filter((p) => p.grad);
+  if (!withGrad.length) return 0;
+  const t = tf.tidy(() => tf.addN(withGrad.map((p) => tf.sum(tf.square(p.grad!.data)))));
+  const v = t.dataSync()[0]!;
+  t.dispose();
+  return v;
 }
 
 const now = () => (performance.timeOrigin + performance.now()) * 1000;

@@ -131,3 +131,18 @@ describe('placement, recomputation and tied weights across ranks', () => {
     expect(by('tied-zb-v').find((c) => c.rank === 0)!.stages).toEqual([0, 3]);
   }, 120_000);
 });
+
+describe('gradient accumulation and clipping across stages and replicas', () => {
+  it('dp=2 x pp=2: two forwardBackward calls then optimizerStep, and clipping by the global norm (a tied GPT too), equal one process on the combined batch', async () => {
+    const r = await runJob('accumulate.mjs', 4, { env });
+    expect(r.err.join('\n')).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.reports).toHaveLength(12);
+    for (const c of r.reports) {
+      expect(c.paramErr, `${c.case} rank ${c.rank}`).toBeLessThanOrEqual(TOL);
+      expect(c.normErr, `${c.case} rank ${c.rank}`).toBeLessThanOrEqual(TOL);
+      if (c.clip) expect(c.firstNorm, `${c.case}: the clip must bind`).toBeGreaterThan(c.clip);
+    }
+  }, 120_000);
+});
+
