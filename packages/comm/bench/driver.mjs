@@ -6,6 +6,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MPIRUN_LOCAL_ARGS, MPIRUN_LOCAL_ENV, ensureOpenMpi } from '../../../scripts/openmpi.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const P = JSON.parse(readFileSync(join(here, 'params.json'), 'utf8'));
@@ -15,16 +16,7 @@ const log = (s) => process.stderr.write(`# ${s}\n`);
 const jsonLines = (text) => text.split('\n').map((l) => l.replace(/^\[\s*\d+\] /, '')).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
 
 // ---- Open MPI: install if missing, compile the reference program ----
-function haveMpi() {
-  return spawnSync('mpicc', ['--version'], { stdio: 'ignore' }).status === 0 && spawnSync('mpirun', ['--version'], { stdio: 'ignore' }).status === 0;
-}
-if (!haveMpi()) {
-  log('mpicc not found: installing openmpi-bin and libopenmpi-dev with apt-get');
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  spawnSync('apt-get', ['install', '-y', '-qq', 'openmpi-bin', 'libopenmpi-dev'], { stdio: 'inherit', env });
-}
-const mpi = haveMpi();
+const mpi = ensureOpenMpi({ compiler: true, log });
 const build = join(here, '.build');
 mkdirSync(build, { recursive: true });
 const osu = join(build, 'osu');
@@ -34,13 +26,13 @@ else log('Open MPI is not available: its columns are left empty');
 function runMpi(np, btl, mode, sizes) {
   if (!mpi) return [];
   const kind = mode === 'latency' ? 'latency' : mode === 'bw' ? 'bw' : 'coll';
-  const args = ['--allow-run-as-root', '--oversubscribe', '--bind-to', 'none', '-np', String(np), '--mca', 'btl', btl];
+  const args = [...MPIRUN_LOCAL_ARGS, '-np', String(np), '--mca', 'btl', btl];
   if (btl.includes('tcp')) args.push('--mca', 'btl_tcp_if_include', 'lo');
   const [si, ss] = P[kind].small;
   const [li, ls] = P[kind].large;
   const r = spawnSync('mpirun', [...args, osu, mode, String(P.small), String(si), String(ss), String(li), String(ls), String(P.window), ...sizes.map(String)], {
     encoding: 'utf8',
-    env: { ...process.env, OMPI_MCA_plm_rsh_agent: '', OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' },
+    env: { ...process.env, ...MPIRUN_LOCAL_ENV },
   });
   if (r.status !== 0) log(`mpirun ${mode} (${btl}) failed: ${r.stderr.split('\n').slice(0, 3).join(' | ')}`);
   return jsonLines(r.stdout);
