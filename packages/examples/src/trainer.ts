@@ -1,9 +1,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { init } from '@hpdl/comm';
-import { Adam, backendName, cosine, crossEntropy, fromTf, tf } from '@hpdl/core';
+import { detectJob, init } from '@hpdl/comm';
+import { Adam, LRScheduler, backendName, cosine, crossEntropy, fromTf, tf } from '@hpdl/core';
 import { Pipeline, gatherTrace, timelineSvg, toChromeTrace, type Balance, type InputSpec } from '@hpdl/pipeline';
-import { loadMine, mismatch, readLatest, saveAll, type Position } from './checkpoints.js';
+import { loadMine, readLatest, resumeProblem, saveAll, truncateMetrics, type Position } from './checkpoints.js';
 import type { Job, Options } from './job.js';
 import { PROGRESS_MARK, ProgressBar, appendMetric, writeCurves, type Progress } from './report.js';
 
@@ -14,19 +14,29 @@ export async function train<D>(job: Job<D>, o: Options, data: D): Promise<void> 
   const say = (s: string) => reporter && process.stdout.write(`${s}\n`);
   const stepsPerEpoch = job.stepsPerEpoch(o, data);
   const total = Math.min(o.maxSteps ?? Infinity, stepsPerEpoch * o.epochs);
-  const schedule = cosine(stepsPerEpoch * o.epochs, 0.05);
   const root = join(o.out, 'checkpoints');
   const metricsPath = join(o.out, 'metrics.jsonl');
-  const config = { job: job.name, stages: o.stages, replicas: o.replicas, stagesPerRank: o.stagesPerRank, seed: o.seed, batchSize: o.batchSize, epochs: o.epochs, ...jobConfig(job, o) };
+  const config = runConfig(job, o);
   if (reporter) mkdirSync(root, { recursive: true });
   await world.barrier();
+
+  // A job started again by `hpdl launch --max-restarts` continues from its latest checkpoint.
+  const { restartCount } = detectJob();
+  const latest = o.resume || restartCount > 0 ? readLatest(root) : null;
+  if (latest) {
+    const why = resumeProblem(latest, world.size, config, o.balance);
+    if (why) throw new Error(`cannot resume from ${join(root, latest.dir)}: ${why}`);
+  } else if (o.resume || restartCount > 0) {
+    say(`no checkpoint in ${root}: starting from the beginning`);
+  }
 
   let optimizer: Adam | null = null;
   const pipe = await Pipeline.create({
     comm: world,
     model: () => job.model(o, data),
     seed: o.seed,
-    balance: balanceOf(o, job.sampleInput(o, data)),
+    // A resumed run keeps the split it was saved with (profiling again could choose another).
+    balance: latest?.counts ?? balanceOf(o, job.sampleInput(o, data)),
     schedule: o.schedule,
     stagesPerRank: o.stagesPerRank,
     dataParallel: o.replicas,
@@ -37,20 +47,18 @@ export async function train<D>(job: Job<D>, o: Options, data: D): Promise<void> 
     recompute: o.recompute === true,
   });
   const opt = optimizer!;
+  const lrs = new LRScheduler(opt, cosine(stepsPerEpoch * o.epochs, 0.05));
 
   let pos: Position = { step: 0, epoch: 0, index: 0 };
-  if (o.resume) {
-    const latest = readLatest(root);
-    if (!latest) say(`no checkpoint in ${root}: starting from the beginning`);
-    else {
-      const why = mismatch(latest, world.size, config);
-      if (why) throw new Error(`cannot resume from ${join(root, latest.dir)}: ${why}`);
-      loadMine(root, latest, world.rank, pipe, opt);
-      pos = { step: latest.step, epoch: latest.epoch, index: latest.index };
-      say(`resumed from ${join(root, latest.dir)} at step ${pos.step} (epoch ${pos.epoch + 1}, batch ${pos.index})`);
-    }
+  if (latest) {
+    loadMine(root, latest, world.rank, { model: pipe.module, optimizer: opt, scheduler: lrs });
+    pos = { step: latest.step, epoch: latest.epoch, index: latest.index };
+    say(`resumed from ${join(root, latest.dir)} at step ${pos.step} (epoch ${pos.epoch + 1}, batch ${pos.index})${restartCount > 0 ? `, restart ${restartCount}` : ''}`);
   }
-  if (reporter && pos.step === 0) writeFileSync(metricsPath, '');
+  if (reporter) {
+    if (pos.step === 0) writeFileSync(metricsPath, '');
+    else truncateMetrics(metricsPath, pos.step);
+  }
   say(
     `${job.name}: ${world.size} process(es) = ${o.replicas} replica(s) x ${o.stages} stage(s)${pipe.numStages > o.stages ? ` holding ${pipe.numStages} stages` : ''} [layers per stage: ${pipe.counts.join(', ')}], ` +
       `${o.schedule}, ${o.microbatches} micro-batches, batch ${o.batchSize}, backend ${backendName()}, ${total} steps`,
@@ -67,16 +75,17 @@ export async function train<D>(job: Job<D>, o: Options, data: D): Promise<void> 
   let lastLoss = NaN;
   let finalMetrics: Record<string, number> | null = null;
   const checkpoint = async () => {
-    const dir = await saveAll(root, world, pipe, opt, pos, config);
+    const dir = await saveAll(root, world, { model: pipe.module, optimizer: opt, scheduler: lrs }, pipe.counts, pos, config);
     say(`checkpoint at step ${pos.step}: ${dir}`);
   };
 
   while (pos.step < total) {
     const traceThis = o.trace && pos.step === total - 1;
     pipe.setTracing(traceThis);
-    opt.lr = o.lr * schedule(pos.step);
+    const lr = opt.lr;
     const b = job.batch(o, data, pos.epoch, pos.index, pipe.replica);
     const { loss } = await pipe.step(b);
+    lrs.step();
     pipe.setTracing(false);
     b.input.dispose();
     b.target.dispose();
@@ -86,7 +95,7 @@ export async function train<D>(job: Job<D>, o: Options, data: D): Promise<void> 
     const sps = ((pos.step - lastLog.step) * o.batchSize * 1000) / Math.max(1, now - lastLog.t);
     progress({ epoch: pos.epoch + 1, epochs: o.epochs, value: pos.index, total: stepsPerEpoch, loss, samplesPerSec: sps });
     if (reporter && pos.step % o.logEvery === 0) {
-      appendMetric(metricsPath, { type: 'step', step: pos.step, epoch: pos.epoch + 1, loss, lr: opt.lr, samplesPerSec: sps, time: new Date().toISOString() });
+      appendMetric(metricsPath, { type: 'step', step: pos.step, epoch: pos.epoch + 1, loss, lr, samplesPerSec: sps, time: new Date().toISOString() });
       lastLog = { t: now, step: pos.step };
     }
     const endOfEpoch = pos.index === stepsPerEpoch;
@@ -135,6 +144,11 @@ function balanceOf(o: Options, spec: InputSpec): Balance {
     return b === 'time' ? { by: 'time', sample } : { by: 'size', sample };
   }
   return b.split(',').map(Number);
+}
+
+/** What a checkpoint must have been written with to be resumed by this run: the model and the data order. */
+export function runConfig<D>(job: Job<D>, o: Options): Record<string, unknown> {
+  return { job: job.name, stages: o.stages, replicas: o.replicas, stagesPerRank: o.stagesPerRank, seed: o.seed, batchSize: o.batchSize, epochs: o.epochs, ...jobConfig(job, o) };
 }
 
 function jobConfig<D>(job: Job<D>, o: Options): Record<string, unknown> {

@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -63,7 +63,41 @@ describe('MNIST CNN as a two-stage pipeline', () => {
       const f = `checkpoints/step-30/rank-${rank}.safetensors`;
       expect(Buffer.compare(readFileSync(join(a, f)), readFileSync(join(b, f)))).toBe(0);
     }
+    // The metric records of the steps trained twice appear once.
+    const steps = metrics(b).filter((x) => x.type === 'step').map((x) => x.step);
+    expect(steps).toEqual([10, 20, 30]);
   }, 240_000);
+
+  it('--max-restarts: a rank SIGKILLed after a checkpoint, the job starts again by itself and ends as an uninterrupted run', async () => {
+    const a = tmp('whole-r');
+    const b = tmp('lost-rank');
+    const common = ['--epochs', '1', '--max-steps', '30', '--checkpoint-every', '10', '--no-trace', '--log-every', '5'];
+    expect((await job('mnist', [...common, '--out', a])).code).toBe(0);
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [dist('mnist'), ...common, '--out', b, '--max-restarts', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      let killed = false;
+      child.stdout.on('data', (d) => {
+        stdout += d;
+        if (killed || !stdout.includes('checkpoint at step 20')) return;
+        killed = true;
+        // The ranks are the launcher's children, started in rank order: kill rank 1 alone.
+        const pids = spawnSync('ps', ['-o', 'pid=', '--ppid', String(child.pid)], { encoding: 'utf8' }).stdout.trim().split(/\s+/).map(Number).sort((x, y) => x - y);
+        process.kill(pids[1]!, 'SIGKILL');
+      });
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+    expect(r.stderr).toMatch(/rank 1 failed first \(killed by SIGKILL\)[^]*starting the job again \(restart 1 of 1\)/);
+    expect(r.stdout).toMatch(/resumed from .*step-20 at step 20 .*restart 1/);
+    expect(r.code).toBe(0);
+    for (const rank of [0, 1]) {
+      const f = `checkpoints/step-30/rank-${rank}.safetensors`;
+      expect(Buffer.compare(readFileSync(join(a, f)), readFileSync(join(b, f))), f).toBe(0);
+    }
+    expect(metrics(b).filter((x) => x.type === 'step').map((x) => x.step)).toEqual([5, 10, 15, 20, 25, 30]);
+  }, 300_000);
 
   it('runs under `hpdl launch`, with a schedule from a file, and with two replicas', async () => {
     const dir = tmp('sched');
@@ -148,13 +182,40 @@ describe('command line', () => {
     for (const o of ['--dim', '--heads', '--layers', '--dropout', '--untied', '--recompute', '--seq-len']) expect(g.stdout).toContain(o);
   });
 
-  it('runs its command through a link, as npm bin links do', async () => {
+  it('every bin is a committed file (npm links bins before the first build) and runs through a link', async () => {
+    const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+    // In a git checkout, committed; in any case not a build output (bins in dist/ were the bug).
+    const tracked = await run('git', ['ls-files'], { cwd: root }).then((r) => new Set(r.stdout.split('\n')), () => null);
     const dir = tmp('bin');
-    const link = join(dir, 'hpdl-gpt');
-    symlinkSync(dist('gpt'), link);
-    const r = await run(process.execPath, [link, '--help']);
-    expect(r.stdout).toMatch(/Usage: hpdl-gpt/);
-  });
+    for (const pkg of ['comm', 'examples']) {
+      const manifest = JSON.parse(readFileSync(join(root, 'packages', pkg, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+      for (const [name, target] of Object.entries(manifest.bin)) {
+        const file = join('packages', pkg, target);
+        expect(target, name).not.toMatch(/^(\.\/)?dist\//);
+        if (tracked) expect(tracked.has(file.replaceAll('\\', '/')), `${name} -> ${file} must be committed`).toBe(true);
+        // As npm links it: a symlink in node_modules/.bin, run by its shebang.
+        symlinkSync(join(root, file), join(dir, name));
+        const r = await run(join(dir, name), ['--help']);
+        expect(r.stdout, name).toMatch(new RegExp(`Usage: ${name} `));
+      }
+    }
+  }, 60_000);
+
+  it('--resume keeps the split the run was saved with, and refuses another split before any process starts', async () => {
+    const out = tmp('split');
+    const common = ['--stages', '3', '--epochs', '1', '--checkpoint-every', '4', '--no-trace', '--out', out];
+    const first = await job('mnist', [...common, '--max-steps', '4', '--balance', '2,5,3']);
+    expect(first.code).toBe(0);
+    // Resumed with the default --balance time: profiling is not asked again, the saved split is used.
+    const resumed = await job('mnist', [...common, '--max-steps', '6', '--resume']);
+    expect(resumed.stdout).toMatch(/layers per stage: 2, 5, 3\]/);
+    expect(resumed.stdout).toMatch(/resumed from .*step-4 at step 4/);
+    expect(resumed.code).toBe(0);
+    const other = await job('mnist', [...common, '--max-steps', '8', '--resume', '--balance', '4,3,3']);
+    expect(other.code).toBe(2);
+    expect(other.stderr.trim()).toMatch(/^hpdl-mnist: cannot resume from .*step-6: it was written with layers per stage 2,5,3, this run asks for --balance 4,3,3$/);
+    expect(other.stdout).not.toMatch(/process\(es\)/);
+  }, 240_000);
 
   it('--resume refuses a checkpoint written by a different configuration', async () => {
     const out = tmp('mismatch');

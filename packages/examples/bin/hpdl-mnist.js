@@ -1,0 +1,6 @@
+#!/usr/bin/env node
+// The `hpdl-mnist` command. This file is committed (not built) so that npm links it on the first
+// install, before the workspace's `prepare` script has built dist/.
+import { run } from '../dist/mnist.js';
+
+run();
