@@ -98,6 +98,21 @@ describe('the documentation runs', () => {
     150_000,
   );
 
+  it('programs use every name they import', () => {
+    const unused: string[] = [];
+    for (const chain of programs) {
+      const code = chain.map((b) => b.code).join('\n');
+      for (const m of code.matchAll(/^import\s*\{([^}]*)\}\s*from/gm)) {
+        for (const spec of m[1]!.split(',').map((x) => x.trim()).filter(Boolean)) {
+          const name = spec.split(/\s+as\s+/).at(-1)!.replace(/^type\s+/, '');
+          const uses = code.match(new RegExp(`\\b${name}\\b`, 'g'))?.length ?? 0;
+          if (uses < 2) unused.push(`${chain[0]!.file}:${chain[0]!.line}: ${name}`);
+        }
+      }
+    }
+    expect(unused).toEqual([]);
+  });
+
   it('fragments are valid JavaScript', async () => {
     for (const b of fragments) {
       const file = fileFor(b, '-fragment');
