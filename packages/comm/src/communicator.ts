@@ -310,6 +310,37 @@ export class Communicator {
     return out;
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // Non-blocking collectives (MPI-3's MPI_Iallreduce..., torch.distributed's async_op=True). Each
+  // starts at once and takes its place in the communicator's order of collectives when called, so
+  // several may be in flight, and blocking ones may run between them: every rank must call them in
+  // the same order, as the blocking ones. A buffer belongs to the operation until it completes.
+
+  /** Non-blocking `allreduce`: resolves to `buf`, reduced in place. */
+  iallreduce<B extends Buf>(buf: B, op: ReduceOp = 'sum', o?: OpOptions): Request<B> {
+    return new Request(this.allreduce(buf, op, o));
+  }
+
+  /** Non-blocking `broadcast`: resolves to `buf`, holding the root's data on every rank. */
+  ibroadcast<B extends Buf>(buf: B, root = 0, o?: OpOptions): Request<B> {
+    return new Request(this.broadcast(buf, root, o));
+  }
+
+  /** Non-blocking `allgather`: resolves to the gathered array. */
+  iallgather<B extends Buf>(send: B, recv?: B, o?: OpOptions): Request<B> {
+    return new Request(this.allgather(send, recv, o));
+  }
+
+  /** Non-blocking `reduceScatter`: resolves to this rank's block of the reduction. */
+  ireduceScatter<B extends Buf>(send: B, recv?: B, op: ReduceOp = 'sum', o?: OpOptions): Request<B> {
+    return new Request(this.reduceScatter(send, recv, op, o));
+  }
+
+  /** Non-blocking `barrier`: resolves once every rank has called it. */
+  ibarrier(o?: OpOptions): Request<void> {
+    return new Request(this.barrier(o));
+  }
+
   private checkLength(op: string, what: string, b: Buf, n: number, like: Buf): void {
     if (b.constructor !== like.constructor) throw new CommUsageError(`${op}: ${what} is a ${b.constructor.name}, expected ${like.constructor.name}`);
     if (b.length !== n) throw new CommUsageError(`${op}: ${what} has ${b.length} elements, expected ${n}`);

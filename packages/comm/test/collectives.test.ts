@@ -10,6 +10,23 @@ describe('collectives across real processes', () => {
   }, 120_000);
 });
 
+describe('non-blocking collectives', () => {
+  it.each([1, 2, 3, 4])('several in flight on one communicator, mixed with blocking ones and messages, equal the blocking calls (p = %i)', async (p) => {
+    const r = await runJob('nonblocking.mjs', p, { env: { HPDL_TIMEOUT_MS: '60000' } });
+    expect(r.err.join('\n')).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.reports.filter((x) => x.ok)).toHaveLength(p);
+  }, 60_000);
+
+  it('a rank lost with requests pending: every pending request on every survivor fails naming it', async () => {
+    const r = await runJob('nonblocking.mjs', 3, { env: { FAULT: 'lost' } });
+    expect(r.code).not.toBe(0);
+    const ends = r.reports.filter((x) => x.ends);
+    expect(ends.map((x) => x.rank).sort()).toEqual([0, 1]);
+    for (const x of ends) expect(x.ends).toEqual(['PeerLostError 2', 'PeerLostError 2', 'PeerLostError 2', 'PeerLostError 2']);
+  }, 60_000);
+});
+
 describe('start-up', () => {
   it.each([2, 3, 4])('rank 0 may send and close as soon as init returns: every rank still joins and receives (p = %i)', async (p) => {
     // Rank 0 used to be ready before the others had the table of where everyone listens.
