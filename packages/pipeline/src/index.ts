@@ -44,4 +44,4 @@ export {
 } from './partition.js';
 export { splitSizes, splitBatch, microbatches, type Microbatch } from './microbatch.js';
 export { Pipeline, type PipelineOptions, type StepResult, type PipelineStats, type Batch } from './runtime.js';
-export { gatherTrace, toChromeTrace, timelineSvg, simulationEvents, costsFromTrace, type TraceEvent } from './trace.js';
+export { gatherTrace, toChromeTrace, timelineSvg, simulationEvents, costsFromTrace, type TraceEvent, type TraceOp } from './trace.js';

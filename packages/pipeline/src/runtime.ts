@@ -6,6 +6,7 @@ import { formatAction, splitBackward, withCommunication, type Action, type Sched
 import { microbatches, type Microbatch } from './microbatch.js';
 import { StageGroup, checkChain, layersOf, partition, resolveBalance, type Balance, type InputSpec, type Stage } from './partition.js';
 import { forwardOnly, getSchedule, scheduleStagesPerRank } from './schedules.js';
+import { GradBuckets, flatten, unflatten, type Reduction } from './buckets.js';
 import { InferenceStep, TrainingStep, type StepContext } from './steps.js';
 import type { TraceEvent } from './trace.js';
 import { validate } from './validate.js';
@@ -350,12 +351,17 @@ export class Pipeline {
    * then averaged over the calls and the replicas. Collective over the job's ranks; a no-op when
    * nothing has accumulated. `optimizerStep` does it first; call it alone to read the gradients.
    */
-  async syncGradients(): Promise<void> {
+  syncGradients(): Promise<void> {
+    return this.sync(false);
+  }
+
+  /** syncGradients; `averaged`: the replicas' average is in place already (a step's buckets). */
+  private async sync(averaged: boolean): Promise<void> {
     if (this.pendingCalls === 0) return;
     const calls = this.pendingCalls;
     this.pendingCalls = 0;
     for (const g of this.tied) await this.reduceGrads(g.params, g.comm, 'sum');
-    if (this.dp) await this.reduceGrads(this.parameters(), this.dp, 'avg');
+    if (this.dp && !averaged) await this.reduceGrads(this.parameters(), this.dp, 'avg');
     if (calls > 1) scaleGrads(this.parameters(), 1 / calls);
   }
 
@@ -364,9 +370,13 @@ export class Pipeline {
    * `syncGradients`, clipping by the global norm (`clipGradNorm`), the optimizer, `zeroGrad`.
    * Returns the global norm before clipping (NaN without `clipGradNorm`). Collective.
    */
-  async optimizerStep(): Promise<number> {
+  optimizerStep(): Promise<number> {
+    return this.applyStep(false);
+  }
+
+  private async applyStep(averaged: boolean): Promise<number> {
     if (!this.optimizer) throw new PipelineError('optimizerStep() needs an optimizer: pass `optimizer` to Pipeline.create');
-    await this.syncGradients();
+    await this.sync(averaged);
     const norm = this.o.clipGradNorm != null ? await this.clipGradients(this.o.clipGradNorm) : NaN;
     this.optimizer.step();
     this.zeroGrad();
@@ -425,14 +435,26 @@ export class Pipeline {
     if (!this.o.loss) throw new PipelineError('training needs a loss: pass `loss` to Pipeline.create');
     const { mbs, owned } = this.cut(batch);
     const table = this.table(mbs.length, true);
-    const st = new TrainingStep(this.context(), mbs, this.weightsOf(mbs, this.isLast), splitBackward(table));
+    const split = splitBackward(table);
+    const st = new TrainingStep(this.context(), mbs, this.weightsOf(mbs, this.isLast), split);
+    // A step among replicas averages each stage's gradients as soon as they are final, beside the
+    // backward work still to run; the optimizer step waits for them.
+    const buckets = withStep && this.dp ? new GradBuckets(table.actions[this.rank]!, this.stages, split, this.dp, now) : null;
     let gradNorm = NaN;
     const stepHere = async () => {
-      if (withStep) gradNorm = await this.optimizerStep();
+      if (!withStep) return;
+      await buckets?.finish();
+      gradNorm = await this.applyStep(buckets != null);
+    };
+    const run = async (a: Action) => {
+      if (a.op === 'STEP') return stepHere();
+      await st.run(a);
+      buckets?.after(a);
     };
     try {
       this.pendingCalls++;
-      await this.runActions(table, st, (a) => (a.op === 'STEP' ? stepHere() : st.run(a)), true);
+      await this.runActions(table, st, run, true);
+      if (buckets && this.tracing) for (const r of buckets.reductions) this.events.push(reductionEvent(this.world.rank, r, this.stats.steps));
       const loss = await this.shareLoss(this.isLast ? st.lossSum : NaN);
       this.stats.steps++;
       this.stats.peakStash = Math.max(this.stats.peakStash, st.peakStash);
@@ -479,23 +501,11 @@ export class Pipeline {
     return buf[0]!;
   }
 
-  /** Allreduces the gradients of `params` over `comm` in one buffer (as DDP's buckets). */
+  /** Allreduces the gradients of `params` over `comm` in one buffer. */
   private async reduceGrads(params: Parameter[], comm: Communicator, op: 'sum' | 'avg'): Promise<void> {
-    const total = params.reduce((a, p) => a + p.size, 0);
-    const flat = new Float32Array(total);
-    let at = 0;
-    for (const p of params) {
-      if (p.grad) flat.set(p.grad.dataSync() as Float32Array, at);
-      at += p.size;
-    }
+    const flat = flatten(params);
     await comm.allreduce(flat, op);
-    at = 0;
-    for (const p of params) {
-      const g = tf.tensor(flat.subarray(at, at + p.size), p.shape);
-      p.grad?.dispose();
-      p.grad = fromTf(g).keep();
-      at += p.size;
-    }
+    unflatten(params, flat);
   }
 
   /** Turns tracing on or off. */
@@ -539,6 +549,11 @@ function sumOfSquares(params: Parameter[]): number {
 }
 
 const now = () => (performance.timeOrigin + performance.now()) * 1000;
+
+/** A bucket's reduction among replicas, on its own track. */
+function reductionEvent(rank: number, r: Reduction, step: number): TraceEvent {
+  return { rank, name: `ALLREDUCE ${r.stage}`, op: 'REDUCE', stage: r.stage, mb: -1, step, track: 'reduce', start: r.start, end: r.end || r.start };
+}
 
 function traceEvent(rank: number, a: Action, step: number, t0: number, t1: number): TraceEvent {
   const compute = a.op === 'F' || a.op === 'B' || a.op === 'W' || a.op === 'STEP';

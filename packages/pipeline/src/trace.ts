@@ -3,15 +3,20 @@ import type { Op } from './ir.js';
 import { formatAction } from './ir.js';
 import type { Costs, Simulation } from './simulate.js';
 
+/** What a trace event records: an action of the table, or a stage's gradients averaged among replicas. */
+export type TraceOp = Op | 'REDUCE';
+
 /** One timed action on one rank. Times in microseconds (wall clock for runs, any unit for simulations). */
 export interface TraceEvent {
   rank: number;
   name: string;
-  op: Op;
+  op: TraceOp;
   stage: number;
+  /** The micro-batch (-1 for a gradient reduction, which covers them all). */
   mb: number;
   step: number;
-  track: 'compute' | 'comm';
+  /** compute (F, B, W, STEP), comm (sends and receives), reduce (gradient reductions among replicas, beside the rest). */
+  track: 'compute' | 'comm' | 'reduce';
   start: number;
   end: number;
 }
@@ -44,13 +49,14 @@ export function toChromeTrace(events: TraceEvent[], o: { label?: (rank: number) 
     { name: 'process_sort_index', ph: 'M', pid: r, tid: 0, args: { sort_index: r } },
     { name: 'thread_name', ph: 'M', pid: r, tid: 0, args: { name: 'compute' } },
     { name: 'thread_name', ph: 'M', pid: r, tid: 1, args: { name: 'communication' } },
+    ...(events.some((e) => e.rank === r && e.track === 'reduce') ? [{ name: 'thread_name', ph: 'M', pid: r, tid: 2, args: { name: 'gradient reduction' } }] : []),
   ]);
   const spans = events.map((e) => ({
     name: e.name,
     cat: e.track,
     ph: 'X',
     pid: e.rank,
-    tid: e.track === 'compute' ? 0 : 1,
+    tid: TRACK_TID[e.track],
     ts: round(e.start - t0),
     dur: round(Math.max(0, e.end - e.start)),
     args: { op: e.op, stage: e.stage, microbatch: e.mb, step: e.step },
@@ -59,6 +65,7 @@ export function toChromeTrace(events: TraceEvent[], o: { label?: (rank: number) 
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
+const TRACK_TID = { compute: 0, comm: 1, reduce: 2 } as const;
 
 const COLORS: Record<string, string> = {
   F: '#4e79a7',
@@ -69,6 +76,7 @@ const COLORS: Record<string, string> = {
   RECV_F: '#d4cfc9',
   SEND_B: '#bab0ac',
   RECV_B: '#d4cfc9',
+  REDUCE: '#b07aa1',
 };
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -108,14 +116,19 @@ export function timelineSvg(events: TraceEvent[], o: { title?: string; width?: n
       if (e.track === 'compute') {
         out.push(`<rect x="${ex.toFixed(2)}" y="${y}" width="${ew.toFixed(2)}" height="${rowH}" fill="${color}" stroke="white" stroke-width="0.5">${title}</rect>`);
         if (ew > 14 && e.op !== 'STEP') out.push(`<text x="${(ex + ew / 2).toFixed(2)}" y="${y + rowH / 2 + 4}" text-anchor="middle" fill="white">${e.op}${e.mb}</text>`);
-      } else {
+      } else if (e.track === 'comm') {
         out.push(`<rect x="${ex.toFixed(2)}" y="${y + rowH + 2}" width="${ew.toFixed(2)}" height="${commH}" fill="${color}">${title}</rect>`);
+      } else {
+        // Gradient reductions run beside the rest: a line of their own under the communication band.
+        out.push(`<rect x="${ex.toFixed(2)}" y="${y + rowH + commH + 3}" width="${ew.toFixed(2)}" height="4" fill="${color}">${title}</rect>`);
       }
     }
   });
   const ly = height - 18;
   let lx = left;
-  for (const [op, label] of [['F', 'forward'], ['B', 'backward'], ['W', 'weight gradient'], ['STEP', 'optimizer'], ['RECV_F', 'communication']] as const) {
+  const legend: [string, string][] = [['F', 'forward'], ['B', 'backward'], ['W', 'weight gradient'], ['STEP', 'optimizer'], ['RECV_F', 'communication']];
+  if (events.some((e) => e.track === 'reduce')) legend.push(['REDUCE', 'gradient reduction']);
+  for (const [op, label] of legend) {
     out.push(`<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${COLORS[op]}"/><text x="${lx + 16}" y="${ly}">${label}</text>`);
     lx += 30 + label.length * 6.5;
   }

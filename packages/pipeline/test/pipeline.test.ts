@@ -51,6 +51,18 @@ describe('pipelines across real processes equal one process', () => {
     }
   }, 120_000);
 
+  it('hybrid dp=2 x pp=2 under zb-v (two stages per rank, buckets in the order their gradients are final) equals one process', async () => {
+    const r = await runJob('hybrid.mjs', 4, { env: { ...env, DP: '2', SCHEDULE: 'zb-v' } });
+    expect(r.err.join('\n')).toBe('');
+    expect(r.code).toBe(0);
+    const checks = r.reports.filter((c) => 'paramErr' in c);
+    expect(checks).toHaveLength(4);
+    for (const c of checks) {
+      expect(c.paramErr).toBeLessThanOrEqual(TOL);
+      expect(c.lossErr).toBeLessThanOrEqual(TOL);
+    }
+  }, 120_000);
+
   it('hybrid dp=2 x pp=2 equals one process on the combined batch; memory flat over 23 steps; merged trace', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hpdl-trace-'));
     const r = await runJob('hybrid.mjs', 4, { env: { ...env, DP: '2' }, args: [dir] });
@@ -75,6 +87,15 @@ describe('pipelines across real processes equal one process', () => {
       expect(mine.filter((e: any) => e.name === 'STEP')).toHaveLength(3);
       expect(mine.filter((e: any) => e.tid === 1).length).toBeGreaterThanOrEqual(9);
       expect(mine.every((e: any) => e.ts >= 0 && e.dur >= 0)).toBe(true);
+    }
+    // Gradients averaged among replicas as each stage's are final, beside the backward still running
+    // elsewhere: the last stage's reduction starts before the first stage's last backward ends.
+    const reduces = spans.filter((e: any) => e.tid === 2);
+    for (const pid of [0, 1, 2, 3]) expect(reduces.filter((e: any) => e.pid === pid && e.name === `ALLREDUCE ${pid % 2}`)).toHaveLength(3);
+    for (const step of [20, 21, 22]) {
+      const lastB = Math.max(...spans.filter((e: any) => e.pid === 0 && e.name === '0B2' && e.args.step === step).map((e: any) => e.ts + e.dur));
+      const reduce = reduces.find((e: any) => e.pid === 1 && e.args.step === step)!;
+      expect(reduce.ts, `step ${step}`).toBeLessThan(lastB);
     }
     const svg = readFileSync(join(dir, 'timeline.svg'), 'utf8');
     expect(svg.startsWith('<svg')).toBe(true);
