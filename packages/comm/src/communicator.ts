@@ -135,7 +135,7 @@ export class Communicator {
   irecvMessage(src: number, tag = 0, into?: Buf, o?: OpOptions): Request<Message> {
     const op = `recv from rank ${src} (tag ${tag})`;
     return new Request(
-      (async () => this.engine.recv(this.id, this.group, this.peer(src, 'source', op), this.userTag(tag, op), into, op, this.timeout(o)))(),
+      (async () => this.engine.recvMessage(this.id, this.group, this.peer(src, 'source', op), this.userTag(tag, op), into, op, this.timeout(o)))(),
     );
   }
 
@@ -148,7 +148,7 @@ export class Communicator {
   recv(src: number, tag = 0, into?: Buf, o?: OpOptions): Promise<Buf> {
     try {
       const op = `recv from rank ${src} (tag ${tag})`;
-      return this.engine.recv(this.id, this.group, this.peer(src, 'source', op), this.userTag(tag, op), into, op, this.timeout(o), true) as Promise<never>;
+      return this.engine.recvData(this.id, this.group, this.peer(src, 'source', op), this.userTag(tag, op), into, op, this.timeout(o));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -190,7 +190,7 @@ export class Communicator {
       rank: this.rank,
       size: this.size,
       send: async (dst, buf) => this.engine.send(this.id, this.group, this.group[dst]!, tag, buf, dtypeCode(buf), undefined, op, timeoutMs),
-      recv: (src, into) => this.engine.recv(this.id, this.group, this.group[src]!, tag, into, op, timeoutMs, true) as Promise<never>,
+      recv: (src, into) => this.engine.recvData(this.id, this.group, this.group[src]!, tag, into, op, timeoutMs),
     };
     if (this.settings.debug && this.size > 1) await this.agree(ch, op, [name, ...fingerprint]);
     return body(ch);

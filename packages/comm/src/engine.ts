@@ -36,10 +36,9 @@ interface Waiter {
   group: readonly number[];
   op: string;
   src: number;
+  /** Called with the message: a plain receive's waiter resolves with its data alone, sparing a promise hop. */
   resolve(m: Message): void;
   reject(e: Error): void;
-  /** Resolve with the data alone (plain recv), sparing the caller a promise hop. */
-  dataOnly?: boolean;
   settled?: boolean;
   deadline?: number;
   timeoutMs?: number;
@@ -260,39 +259,47 @@ export class Engine implements Sink {
     for (const [r, why] of this.lost) if (group.includes(r)) throw new PeerLostError(r, op, why);
   }
 
-  /** Posts a receive from world rank `src`; resolves with the next matching message. */
-  recv(comm: string, group: readonly number[], src: number, tag: number, into: Buf | undefined, op: string, timeoutMs: number, dataOnly = false): Promise<Message> {
-    return new Promise((resolve, reject) => {
-      const w: Waiter = { into, group, op, src, resolve, reject, dataOnly };
-      try {
-        this.checkAlive(group, op);
-      } catch (e) {
-        return reject(e);
-      }
-      const s = this.slot(comm, src, tag);
-      // The oldest message not yet promised to an earlier receive (messages keep their order).
-      const m = s.msgs.find((x) => !x.waiter);
-      if (m) this.mesh?.conns[src]?.noteReceive(false, into != null);
-      if (m && m.complete) {
-        s.msgs.splice(s.msgs.indexOf(m), 1);
-        this.account(src, -m.bytes.byteLength);
-        this.deliver(w, m);
-        this.tidySlot(comm, src, tag, s);
-        return;
-      }
-      if (m) {
-        m.waiter = w;
-        this.account(src, -m.bytes.byteLength);
-      } else {
-        s.waiters.push(w);
-        this.mesh?.conns[src]?.noteReceive(true, into != null);
-      }
-      if (Number.isFinite(timeoutMs)) {
-        w.deadline = Date.now() + timeoutMs;
-        w.timeoutMs = timeoutMs;
-        if (!this.sweepTimer) this.armSweep();
-      }
-    });
+  /** Posts a receive from world rank `src`; resolves with the next matching message and its header object. */
+  recvMessage(comm: string, group: readonly number[], src: number, tag: number, into: Buf | undefined, op: string, timeoutMs: number): Promise<Message> {
+    return new Promise((resolve, reject) => this.post(comm, group, src, tag, into, op, timeoutMs, resolve, reject));
+  }
+
+  /** Posts a receive from world rank `src`; resolves with the next matching message's data. */
+  recvData(comm: string, group: readonly number[], src: number, tag: number, into: Buf | undefined, op: string, timeoutMs: number): Promise<Buf> {
+    return new Promise((resolve, reject) => this.post(comm, group, src, tag, into, op, timeoutMs, (m) => resolve(m.data), reject));
+  }
+
+  /** Matches a receive with the oldest message waiting for it, or leaves it waiting for the next. */
+  private post(comm: string, group: readonly number[], src: number, tag: number, into: Buf | undefined, op: string, timeoutMs: number, resolve: (m: Message) => void, reject: (e: Error) => void): void {
+    const w: Waiter = { into, group, op, src, resolve, reject };
+    try {
+      this.checkAlive(group, op);
+    } catch (e) {
+      return reject(e as Error);
+    }
+    const s = this.slot(comm, src, tag);
+    // The oldest message not yet promised to an earlier receive (messages keep their order).
+    const m = s.msgs.find((x) => !x.waiter);
+    if (m) this.mesh?.conns[src]?.noteReceive(false, into != null);
+    if (m && m.complete) {
+      s.msgs.splice(s.msgs.indexOf(m), 1);
+      this.account(src, -m.bytes.byteLength);
+      this.deliver(w, m);
+      this.tidySlot(comm, src, tag, s);
+      return;
+    }
+    if (m) {
+      m.waiter = w;
+      this.account(src, -m.bytes.byteLength);
+    } else {
+      s.waiters.push(w);
+      this.mesh?.conns[src]?.noteReceive(true, into != null);
+    }
+    if (Number.isFinite(timeoutMs)) {
+      w.deadline = Date.now() + timeoutMs;
+      w.timeoutMs = timeoutMs;
+      if (!this.sweepTimer) this.armSweep();
+    }
   }
 
   // One periodic sweep over the receives still waiting enforces their timeouts: a timer, or even a
@@ -345,7 +352,7 @@ export class Engine implements Sink {
     if (w.settled) return;
     w.settled = true;
     if (e) w.reject(e);
-    else w.resolve(w.dataOnly ? (m!.data as never) : m!);
+    else w.resolve(m!);
   }
 
   /** Sends to world rank `dst`; resolves once the buffer may be reused (undefined: it already may). */
