@@ -13,7 +13,36 @@ const { rank, size } = w;
 const counts = (kind, bytes) => P[kind][bytes > P.small ? 'large' : 'small'];
 const out = (o) => rank === 0 && console.log(JSON.stringify(o));
 
-if (process.env.BENCH === 'pt2pt') {
+if (process.env.BENCH === 'small') {
+  // Back-to-back small operations at p = 2 (issue: barriers, loss averaging): an 8-byte allreduce and a
+  // barrier against the same exchange written with our isend + recv. Alternated, best of the rounds.
+  const ITERS = Number(process.env.ITERS ?? 3000);
+  const peer = 1 - rank;
+  const mine = new Float64Array(1);
+  const theirs = new Float64Array(1);
+  const ops = {
+    exchange: async () => {
+      const got = w.recv(peer, 9, theirs);
+      w.isend(mine, peer, 9);
+      await got;
+      mine[0] += theirs[0];
+    },
+    allreduce: () => w.allreduce(mine, 'sum'),
+    barrier: () => w.barrier(),
+  };
+  const best = { exchange: Infinity, allreduce: Infinity, barrier: Infinity };
+  for (let round = 0; round < 3; round++) {
+    for (const [name, f] of Object.entries(ops)) {
+      mine[0] = 1e-9;
+      for (let i = 0; i < 100; i++) await f();
+      await w.barrier();
+      const t0 = performance.now();
+      for (let i = 0; i < ITERS; i++) await f();
+      best[name] = Math.min(best[name], ((performance.now() - t0) * 1000) / ITERS);
+    }
+  }
+  for (const [name, us] of Object.entries(best)) out({ bench: `small-${name}`, p: size, bytes: 8, us });
+} else if (process.env.BENCH === 'pt2pt') {
   for (const bytes of pick(P.latencySizes)) {
     const [iters, skip] = counts('latency', bytes);
     const s = new Uint8Array(bytes).fill(1);

@@ -180,19 +180,23 @@ export class Communicator {
   // ---------------------------------------------------------------------------------------------
   // Collectives
 
-  private async collective<T>(name: string, fingerprint: unknown[], body: (ch: algo.Channel) => Promise<T>, o?: OpOptions): Promise<T> {
+  private collective<T>(name: string, fingerprint: unknown[], body: (ch: algo.Channel) => Promise<T>, o?: OpOptions): Promise<T> {
     const seq = this.collSeq++;
     const tag = -1 - (seq % 2 ** 30);
     const op = `${name} #${seq} on communicator '${this.id}'`;
     const timeoutMs = this.timeout(o);
-    this.engine.checkAlive(this.group, op);
+    try {
+      this.engine.checkAlive(this.group, op);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const ch: algo.Channel = {
       rank: this.rank,
       size: this.size,
-      send: async (dst, buf) => this.engine.send(this.id, this.group, this.group[dst]!, tag, buf, dtypeCode(buf), undefined, op, timeoutMs),
+      send: (dst, buf) => this.engine.send(this.id, this.group, this.group[dst]!, tag, buf, dtypeCode(buf), undefined, op, timeoutMs),
       recv: (src, into) => this.engine.recvData(this.id, this.group, this.group[src]!, tag, into, op, timeoutMs),
     };
-    if (this.settings.debug && this.size > 1) await this.agree(ch, op, [name, ...fingerprint]);
+    if (this.settings.debug && this.size > 1) return this.agree(ch, op, [name, ...fingerprint]).then(() => body(ch));
     return body(ch);
   }
 

@@ -9,7 +9,8 @@ import { Arena, type Summable } from './simd.js';
 export interface Channel {
   rank: number;
   size: number;
-  send(dst: number, buf: Buf): Promise<void>;
+  /** Resolves when the buffer may be reused; undefined when it already may (a small message). */
+  send(dst: number, buf: Buf): Promise<void> | undefined;
   recv(src: number, into?: Buf): Promise<Buf>;
 }
 
@@ -26,6 +27,10 @@ export function blocks(n: number, p: number): number[] {
 }
 
 const mod = (a: number, p: number) => ((a % p) + p) % p;
+
+const DONE: Promise<void> = Promise.resolve();
+/** ch.send as a promise in every case (a small message is sent at once and returns none). */
+const sendPromise = (ch: Channel, dst: number, buf: Buf): Promise<void> => ch.send(dst, buf) ?? DONE;
 
 // Scratch memory for reductions, reused across calls. Fresh large allocations are not free: the
 // first write to each page faults, and on our machines that costs about 2 ms per MiB (16 ms for
@@ -78,7 +83,8 @@ function accumulate(scratch: Scratch, acc: Buf, other: Buf, op: ReduceOp): void 
 async function exchange(ch: Channel, dst: number, out: Buf, src: number, into?: Buf): Promise<Buf> {
   // The receive is posted before the send: measured on loopback, twice as fast as the other order.
   const got = ch.recv(src, into);
-  await Promise.all([ch.send(dst, out), got]);
+  const sent = ch.send(dst, out);
+  if (sent) await Promise.all([sent, got]);
   return got;
 }
 
@@ -103,7 +109,7 @@ export async function broadcast(ch: Channel, buf: Buf, root: number): Promise<vo
   mask >>= 1;
   const sends: Promise<void>[] = [];
   while (mask > 0) {
-    if (rel + mask < size) sends.push(ch.send(mod(rel + mask + root, size), buf));
+    if (rel + mask < size) sends.push(sendPromise(ch, mod(rel + mask + root, size), buf));
     mask >>= 1;
   }
   await Promise.all(sends);
@@ -208,7 +214,7 @@ async function ringReduceScatter(ch: Channel, buf: Buf, bounds: number[], op: Re
     const mine = buf.subarray(bounds[rb]!, bounds[rb + 1]!) as Buf;
     const acc = landed[s]!;
     const sends: Promise<void>[] = [];
-    for (let o = 0; o < out.length || o === 0; o += seg) sends.push(ch.send(right, out.subarray(o, Math.min(o + seg, out.length)) as Buf));
+    for (let o = 0; o < out.length || o === 0; o += seg) sends.push(sendPromise(ch, right, out.subarray(o, Math.min(o + seg, out.length)) as Buf));
     for (const q of sends) q.catch(() => {});
     const step = recvs[s]!;
     for (let i = 0; i < step.length; i++) {
@@ -341,7 +347,7 @@ class Halving {
 
   /** Reduce-scatter step i: sends the half the partner keeps. */
   send(i: number): Promise<void> {
-    const sent = this.ch.send(this.steps[i]!.partner, this.from(this.steps[i]!.give));
+    const sent = sendPromise(this.ch, this.steps[i]!.partner, this.from(this.steps[i]!.give));
     sent.catch(() => {});
     return sent;
   }
@@ -362,7 +368,7 @@ class Halving {
 
   /** Allgather step i (run from the last reduce-scatter step back): sends all this rank has of step i's range. */
   sendBack(i: number): Promise<void> {
-    return this.ch.send(this.steps[i]!.partner, this.part(this.steps[i]!.keep));
+    return sendPromise(this.ch, this.steps[i]!.partner, this.part(this.steps[i]!.keep));
   }
 }
 
