@@ -1,6 +1,7 @@
 import { CommTimeoutError, CommUsageError, PeerLostError } from './errors.js';
 import { bytesOf, ctorOf, dtypeName, elementBytes, view, type Buf } from './dtypes.js';
 import type { Logger } from './log.js';
+import { scratchPool, type ScratchBuffer } from './scratch.js';
 import type { Sink } from './transport/connection.js';
 import { encodeData, Kind, type DataFrame } from './transport/frame.js';
 import type { Mesh } from './transport/mesh.js';
@@ -28,7 +29,7 @@ interface Incoming {
   complete: boolean;
   waiter?: Waiter;
   /** Pool memory holding a message that arrived before its receive: returned once copied out. */
-  pooled?: ArrayBuffer;
+  pooled?: ScratchBuffer;
 }
 
 interface Waiter {
@@ -49,31 +50,6 @@ interface Slot {
   waiters: Waiter[];
 }
 
-/**
- * Memory for large messages that arrive before their receive is posted, reused. Fresh memory is
- * not free: the first write to each page faults, about 2 ms per MiB on our machines, more than the
- * transfer itself; a ring collective meets a few such early blocks on every call.
- */
-class ScratchPool {
-  private readonly free: ArrayBuffer[] = [];
-  private held = 0;
-  constructor(private readonly maxBytes: number) {}
-  /** A buffer of at least n bytes (and at most twice that, so that small messages do not hold big buffers). */
-  take(n: number): ArrayBuffer {
-    const i = this.free.findIndex((b) => b.byteLength >= n && b.byteLength <= 2 * n);
-    if (i < 0) return new ArrayBuffer(n);
-    const b = this.free.splice(i, 1)[0]!;
-    this.held -= b.byteLength;
-    return b;
-  }
-  give(b: ArrayBuffer): void {
-    if (b.byteLength > this.maxBytes) return;
-    this.free.push(b);
-    this.held += b.byteLength;
-    while (this.held > this.maxBytes) this.held -= this.free.shift()!.byteLength;
-  }
-}
-
 /** Bytes of unmatched messages from one peer above which its socket is paused. */
 const UNEXPECTED_LIMIT = 256 * 1024 * 1024;
 
@@ -87,7 +63,6 @@ export class Engine implements Sink {
   private readonly slots = new Map<string, Map<number, Slot>>();
   private readonly unexpected: number[];
   private readonly paused: boolean[];
-  private readonly pool = new ScratchPool(64 * 1024 * 1024);
   readonly stats: MessageStats = { held: 0, early: 0, earlyBytes: 0 };
   mesh!: Mesh;
 
@@ -124,7 +99,7 @@ export class Engine implements Sink {
     } finally {
       // Copied into the posted buffer (or refused): the pool memory is free again. Handed over as
       // the message itself (a receive without a buffer), it now belongs to the caller.
-      if (m.pooled && w.into) this.pool.give(m.pooled);
+      if (m.pooled && w.into) scratchPool.give(m.pooled);
     }
     this.settle(w, null, msg);
   }
@@ -185,12 +160,12 @@ export class Engine implements Sink {
     const n = f.bytes / elementBytes(f.dtype);
     // Write straight into the posted buffer when it fits, sparing a copy of a large message.
     const direct = w?.into && w.into.constructor === ctorOf(f.dtype) && w.into.length >= n;
-    const pooled = direct ? undefined : this.pool.take(f.bytes);
+    const pooled = direct ? undefined : scratchPool.take(f.bytes);
     if (!w) {
       this.stats.early++;
       this.stats.earlyBytes += f.bytes;
     }
-    const bytes = pooled ? new Uint8Array(pooled, 0, f.bytes) : bytesOf(w!.into!).subarray(0, f.bytes);
+    const bytes = pooled ? new Uint8Array(pooled.buffer, 0, f.bytes) : bytesOf(w!.into!).subarray(0, f.bytes);
     const m: Incoming = { dtype: f.dtype, bytes, meta: f.meta, complete: false, pooled };
     if (w) {
       s.waiters.shift();

@@ -3,7 +3,8 @@
 // messages are private to one collective call.
 import { alloc, dtypeCode, type Buf } from '../dtypes.js';
 import { finishAvg, reduceInto, type ReduceOp } from './ops.js';
-import { Arena, type Summable } from './simd.js';
+import { scratchPool } from '../scratch.js';
+import type { Arena, Summable } from './simd.js';
 
 /** The point-to-point pair one collective call runs on (ranks are communicator ranks). */
 export interface Channel {
@@ -32,46 +33,21 @@ const DONE: Promise<void> = Promise.resolve();
 /** ch.send as a promise in every case (a small message is sent at once and returns none). */
 const sendPromise = (ch: Channel, dst: number, buf: Buf): Promise<void> => ch.send(dst, buf) ?? DONE;
 
-// Scratch memory for reductions, reused across calls. Fresh large allocations are not free: the
-// first write to each page faults, and on our machines that costs about 2 ms per MiB (16 ms for
-// the 8 MiB a 16 MiB allreduce receives into at p = 2, against 0.2 ms into memory used before).
-// Where WebAssembly SIMD runs, scratch is WebAssembly memory (simd.ts), so that blocks received
-// into it are summed in place. Collectives may run concurrently on several communicators: each
-// call takes its own buffer. A call that fails does not give its buffer back: a message it was
-// waiting for may still arrive into it.
-interface Pooled {
-  bytes: number;
-  buffer: ArrayBuffer;
-  arena: Arena | null;
-}
-const pool: Pooled[] = [];
-const POOL_MAX = 4;
-
+// Scratch memory for reductions comes from the process's pool (scratch.ts): WebAssembly memory
+// where SIMD runs, so that blocks received into it are summed in place. Collectives may run
+// concurrently on several communicators: each call takes its own buffer. A call that fails does not
+// give its buffer back: a message it was waiting for may still arrive into it.
 interface Scratch {
   buf: Buf;
   arena: Arena | null;
   release(): void;
 }
 
-/** A scratch typed array of `length` elements like `like`, from the pool when one is big enough. */
+/** A scratch typed array of `length` elements like `like`. */
 function acquire(like: Buf, length: number): Scratch {
-  const bytes = Math.max(length * like.BYTES_PER_ELEMENT, 8);
-  const i = pool.findIndex((e) => e.bytes >= bytes);
-  let e = i >= 0 ? pool.splice(i, 1)[0]! : undefined;
-  if (!e) {
-    const arena = Arena.create(bytes);
-    e = arena ? { bytes, buffer: arena.buffer, arena } : { bytes, buffer: new ArrayBuffer(bytes), arena: null };
-  }
-  const entry = e;
+  const entry = scratchPool.take(length * like.BYTES_PER_ELEMENT, { arena: true });
   const ctor = like.constructor as new (b: ArrayBuffer, o: number, n: number) => Buf;
-  return {
-    buf: new ctor(entry.buffer, 0, length),
-    arena: entry.arena,
-    release: () => {
-      pool.push(entry);
-      if (pool.length > POOL_MAX) pool.sort((a, b) => b.bytes - a.bytes).pop();
-    },
-  };
+  return { buf: new ctor(entry.buffer, 0, length), arena: entry.arena, release: () => scratchPool.give(entry) };
 }
 
 /** acc op= other, where acc is scratch: sums run in place in WebAssembly memory when they can. */

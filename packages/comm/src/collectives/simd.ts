@@ -120,6 +120,12 @@ export class Arena {
     this.tileAt = tileAt;
   }
 
+  /** Whether arenas can be made here (WebAssembly with SIMD). */
+  static available(): boolean {
+    if (compiled === undefined) instantiate(1);
+    return !!compiled;
+  }
+
   /** An arena with `bytes` usable bytes, or null where WebAssembly SIMD is not available. */
   static create(bytes: number): Arena | null {
     if (compiled === null) return null;
