@@ -43,7 +43,8 @@ function network(p: number): algo.Channel[] {
   }));
 }
 
-const data = (C: Ctor, n: number, rank: number) => C.from({ length: n }, (_, i) => ((rank + 1) * ((i % 7) + 1)) % 13);
+const from = (C: Ctor, n: number, f: (i: number) => number): Buf => (C as Float64ArrayConstructor).from({ length: n }, (_, i) => f(i));
+const data = (C: Ctor, n: number, rank: number) => from(C, n, (i) => ((rank + 1) * ((i % 7) + 1)) % 13);
 
 function reduced(C: Ctor, n: number, p: number, op: ReduceOp): Buf {
   const all = Array.from({ length: p }, (_, r) => data(C, n, r));
@@ -109,7 +110,7 @@ describe('collective algorithms over an in-memory network', () => {
       await Promise.all(network(p).map((ch, r) => algo.scatter(ch, r === 0 ? g : null, sc[r]!, 0)));
       sc.forEach((b, r) => expect(close(b, data(C, k, r)), `gather then scatter ${C.name} rank ${r}`).toBe(true));
       const a2a = Array.from({ length: p }, () => new C(k * p));
-      await Promise.all(network(p).map((ch, r) => algo.alltoall(ch, C.from({ length: k * p }, (_, i) => 100 * r + Math.floor(i / k)), a2a[r]!)));
+      await Promise.all(network(p).map((ch, r) => algo.alltoall(ch, from(C, k * p, (i) => 100 * r + Math.floor(i / k)), a2a[r]!)));
       a2a.forEach((b, r) => expect(Array.from(b), `alltoall ${C.name} rank ${r}`).toEqual(Array.from({ length: k * p }, (_, i) => 100 * Math.floor(i / k) + r)));
     }
     await Promise.all(network(p).map((ch) => algo.barrier(ch)));

@@ -4,6 +4,7 @@ import { ProtocolError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Socket } from 'node:net';
 import { ownReads, type ReadTarget } from './reads.js';
+import { WsFrameReader } from './wsreader.js';
 import { decodeFrame, encodeControl, encodeData, Kind, MAX_HEADER, wsData, wsFrame, wsFrameThenHeader, wsHeader, type DataFrame, type Frame } from './frame.js';
 
 /** What a connection hands its frames to. */
@@ -69,8 +70,6 @@ export class Connection implements ReadTarget {
   private timer: NodeJS.Timeout | null = null;
   /** Memory for small frames' sends, free while no write holds it (see sendData). */
   private frameOut: Buffer | null = null;
-  /** Memory frames read in pieces are put together in, reused (see readFrames). */
-  private assembly: Buffer | null = null;
   /** Why reading is stopped: the receiver's backpressure (1) and a held message (2). */
   private pausedFor = 0;
   /** A large message left in the socket until its receive is posted (see hold). */
@@ -94,6 +93,17 @@ export class Connection implements ReadTarget {
     /** For a client: the rank it dialled. */
     readonly expectedPeer = -1,
   ) {
+    this.reader = new WsFrameReader(
+      {
+        frame: (opcode, data) => this.frameDone(opcode, data),
+        chunk: () => this.chunked,
+        chunkFrameEnd: () => this.chunkFrameEnd(),
+        stopHere: () => this.held != null,
+        stopped: (tail) => void (this.held!.tail = tail),
+      },
+      Math.max(opts.chunkBytes, MAX_HEADER) + MAX_HEADER + 8,
+      this.inlineFrameBytes,
+    );
     ws.binaryType = 'nodebuffer';
     // ws's own parser would copy every frame into a new buffer before we copy it again into the
     // receive buffer; frames are read here instead (see onBytes), straight off the socket.
@@ -143,10 +153,9 @@ export class Connection implements ReadTarget {
   // ---------------------------------------------------------------------------------------------
   // Reading WebSocket frames (RFC 6455) off the socket
 
-  private rest: Buffer | null = null; // an incomplete frame header
-  // A frame being read: its payload goes to the receive buffer (a raw chunk: parts null), is put
-  // together in `whole` (the reused assembly memory), or for a larger one kept in parts.
-  private frame: { opcode: number; left: number; mask: Buffer | null; at: number; parts: Buffer[] | null; whole: Buffer | null } | null = null;
+  // The framing, read without I/O (wsreader.ts): whole frames come back to frameDone, raw chunks'
+  // payloads go to the chunked message being received, and a hold stops reading after its frame.
+  private readonly reader: WsFrameReader;
 
   private takeOver(): void {
     const sock = this.socket;
@@ -159,38 +168,28 @@ export class Connection implements ReadTarget {
 
   /** ReadTarget: the payload of a raw chunk is read straight into the receive buffer. */
   nextRead(scratch: Buffer): Uint8Array {
-    const f = this.frame;
     const c = this.chunked;
-    if (f && !f.parts && c) return c.dest.subarray(c.filled, c.filled + f.left);
+    const want = this.reader.directWanted;
+    if (want > 0 && c) return c.dest.subarray(c.filled, c.filled + want);
     // Between the chunks of a message: read the next chunk's header alone, then its payload direct.
-    if (c && !f) return scratch.subarray(0, 14);
+    if (c && !this.reader.inFrame) return scratch.subarray(0, 14);
     return scratch;
   }
 
   /** ReadTarget: `n` bytes of the current chunk landed in the receive buffer. */
   onDirect(n: number): void {
     this.heard = true;
-    const f = this.frame;
-    const c = this.chunked;
-    if (!f || f.parts || !c) return this.fail('bytes read into a receive buffer that no chunk was expecting');
-    f.left -= n;
-    f.at += n;
-    c.filled += n;
-    c.left -= n;
-    if (f.left === 0) {
-      try {
-        this.endFrame();
-      } catch (e) {
-        this.fail(`unreadable stream: ${(e as Error).message}`);
-      }
+    try {
+      this.reader.advanceDirect(n);
+    } catch (e) {
+      this.fail(`unreadable stream: ${(e as Error).message}`);
     }
   }
 
   /** The stream cannot be read any further (framing lost): drop the connection. */
   private fail(reason: string): void {
     this.opts.log.warn(`closing the connection ${this.peer >= 0 ? `to rank ${this.peer}` : 'from an unauthenticated peer'}: ${reason}`);
-    this.frame = null;
-    this.rest = null;
+    this.reader.reset();
     this.chunked = null;
     try {
       this.ws.close(1002, reason.slice(0, 120));
@@ -201,125 +200,23 @@ export class Connection implements ReadTarget {
     this.die(reason);
   }
 
-  private get maxFrame(): number {
-    return Math.max(this.opts.chunkBytes, MAX_HEADER) + MAX_HEADER + 8;
-  }
-
   /** ReadTarget: bytes read into scratch (or delivered as 'data'); nothing here outlives the call. */
   onBytes(input: Buffer, end = input.length): void {
+    this.heard = true;
     try {
-      this.readFrames(input, end);
+      this.reader.push(input, end);
     } catch (e) {
       this.fail(`unreadable stream: ${(e as Error).message}`);
     }
   }
 
-  private readFrames(input: Buffer, inputEnd: number): void {
-    this.heard = true;
-    let chunk = input;
-    let end = inputEnd;
-    if (this.rest) {
-      chunk = Buffer.concat([this.rest, input.subarray(0, inputEnd)]);
-      end = chunk.length;
-      this.rest = null;
+  /** A raw chunk's payload is in the message's memory: the message may be complete. */
+  private chunkFrameEnd(): void {
+    const c = this.chunked!;
+    if (c.left === 0) {
+      this.chunked = null;
+      this.sink.onChunkedEnd(this.peer, c.f, c.dest);
     }
-    let off = 0;
-    while (off < end) {
-      if (!this.frame) {
-        const n = end - off;
-        if (n < 2) {
-          this.rest = Buffer.from(chunk.subarray(off, end));
-          return;
-        }
-        const b0 = chunk[off]!;
-        const b1 = chunk[off + 1]!;
-        if (b0 & 0x70) return this.fail('a frame with reserved bits set');
-        if (!(b0 & 0x80)) return this.fail('a fragmented message');
-        const opcode = b0 & 0x0f;
-        const masked = (b1 & 0x80) !== 0;
-        let len = b1 & 0x7f;
-        let h = 2;
-        if (len === 126) {
-          if (n < 4) return void (this.rest = Buffer.from(chunk.subarray(off, end)));
-          len = chunk.readUInt16BE(off + 2);
-          h = 4;
-        } else if (len === 127) {
-          if (n < 10) return void (this.rest = Buffer.from(chunk.subarray(off, end)));
-          const big = chunk.readBigUInt64BE(off + 2);
-          if (big > BigInt(this.maxFrame)) return this.fail(`a frame of ${big} bytes (limit ${this.maxFrame})`);
-          len = Number(big);
-          h = 10;
-        }
-        if (len > this.maxFrame) return this.fail(`a frame of ${len} bytes (limit ${this.maxFrame})`);
-        if (masked && n < h + 4) return void (this.rest = Buffer.from(chunk.subarray(off, end)));
-        let mask: Buffer | null = null;
-        if (masked) {
-          const k = chunk.subarray(off + h, off + h + 4);
-          if (k[0] | k[1] | k[2] | k[3]) mask = Buffer.from(k);
-          h += 4;
-        }
-        off += h;
-        if (opcode >= 8 && len > 125) return this.fail('a control frame longer than 125 bytes');
-        if (opcode !== 1 && opcode !== 2 && opcode !== 8 && opcode !== 9 && opcode !== 10) return this.fail(`a frame with opcode ${opcode}`);
-        // Raw chunks of a chunked message go straight into the receive buffer.
-        const direct = opcode === 2 && this.chunked != null && mask == null;
-        if (direct && len > this.chunked!.left) return this.fail(`a chunk of ${len} bytes overruns a message with ${this.chunked!.left} bytes left`);
-        if (!direct && mask == null && end - off >= len) {
-          // The common case: a whole unmasked frame in this read, handled in place.
-          const data = chunk.subarray(off, off + len);
-          off += len;
-          this.frameDone(opcode, data);
-          if (this.held) return this.keepTail(chunk, off, end);
-          continue;
-        }
-        // A frame in pieces: the bytes read so far must be kept, the read buffer being reused.
-        // Small frames (every one but raw chunks, normally) are put together in memory of the
-        // connection's, reused: a fresh buffer per frame costs a page fault per 4 KiB.
-        const whole = !direct && len <= this.inlineFrameBytes ? (this.assembly ??= Buffer.allocUnsafeSlow(this.inlineFrameBytes)) : null;
-        this.frame = { opcode, left: len, mask, at: 0, parts: direct ? null : [], whole };
-        if (len === 0) this.endFrame();
-        continue;
-      }
-      const f = this.frame;
-      const take = Math.min(f.left, end - off);
-      let piece = chunk.subarray(off, off + take);
-      off += take;
-      f.left -= take;
-      if (f.mask) {
-        const un = Buffer.allocUnsafe(piece.length);
-        for (let i = 0; i < piece.length; i++) un[i] = piece[i]! ^ f.mask[(f.at + i) & 3]!;
-        piece = un;
-      }
-      if (f.whole) f.whole.set(piece, f.at);
-      else if (f.parts) {
-        if (f.left === 0 && f.parts.length === 0) f.parts.push(piece);
-        else f.parts.push(f.mask ? piece : Buffer.from(piece));
-      } else {
-        const c = this.chunked!;
-        c.dest.set(piece, c.filled);
-        c.filled += piece.length;
-        c.left -= piece.length;
-      }
-      f.at += take;
-      if (f.left === 0) {
-        this.endFrame();
-        if (this.held) return this.keepTail(chunk, off, end);
-      }
-    }
-  }
-
-  private endFrame(): void {
-    const f = this.frame!;
-    this.frame = null;
-    if (!f.parts) {
-      const c = this.chunked!;
-      if (c.left === 0) {
-        this.chunked = null;
-        this.sink.onChunkedEnd(this.peer, c.f, c.dest);
-      }
-      return;
-    }
-    this.frameDone(f.opcode, f.whole ? f.whole.subarray(0, f.at) : f.parts.length === 1 ? f.parts[0]! : Buffer.concat(f.parts));
   }
 
   /** The largest frame a small message (or any frame but a raw chunk) makes. */
@@ -573,11 +470,6 @@ export class Connection implements ReadTarget {
     const timer = setTimeout(() => this.release(true), Math.min(this.opts.holdMs, this.opts.peerTimeoutMs / 2));
     this.held = { f, tail: null, timer };
     this.setPaused(2, true);
-  }
-
-  /** What followed the held message's announcement in the same read (its first payload bytes). */
-  private keepTail(chunk: Buffer, off: number, end: number): void {
-    this.held!.tail = off < end ? Buffer.from(chunk.subarray(off, end)) : null;
   }
 
   /**
