@@ -1,9 +1,9 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type WebSocket from 'ws';
 import { ProtocolError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Socket } from 'node:net';
 import { ownReads, type ReadTarget } from './reads.js';
+import { Handshake } from './handshake.js';
 import { WsFrameReader } from './wsreader.js';
 import { decodeFrame, encodeControl, encodeData, Kind, MAX_HEADER, wsData, wsFrame, wsFrameThenHeader, wsHeader, type DataFrame, type Frame } from './frame.js';
 
@@ -39,17 +39,6 @@ export interface ConnectionOptions {
   log: Logger;
 }
 
-/** HMAC proof that a side knows the job token. */
-export function proof(token: string, role: 'c' | 's', nonce: string, rank: number): string {
-  return createHmac('sha256', token).update(`${role}|${nonce}|${rank}`).digest('hex');
-}
-
-function sameProof(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
 /**
  * One authenticated WebSocket between two ranks. Every frame before authentication other than the
  * handshake is refused; after it, data frames go to the sink in the order they were sent.
@@ -61,7 +50,7 @@ export class Connection implements ReadTarget {
   private lastSeen = Date.now();
   // Set on every message and folded into lastSeen by the heartbeat timer: no clock read per message.
   private heard = false;
-  private readonly nonce = randomBytes(16).toString('hex');
+  private readonly hs: Handshake;
   private chunked: { f: DataFrame; dest: Uint8Array; filled: number; left: number } | null = null;
   private pendingBytes = 0;
   private drainWaiters: (() => void)[] = [];
@@ -111,7 +100,9 @@ export class Connection implements ReadTarget {
     else ws.once('open', () => this.takeOver());
     ws.on('close', (code: number, reason: Buffer) => this.die(`connection closed (code ${code}${reason.length ? `, ${reason.toString()}` : ''})`));
     ws.on('error', (e: Error) => this.die(`connection error: ${e.message}`));
-    if (side === 'server') this.sendRaw(encodeControl({ kind: Kind.Challenge, rank: opts.rank, nonce: this.nonce }));
+    this.hs = new Handshake(side, opts.token, opts.rank, expectedPeer);
+    const opening = this.hs.opening();
+    if (opening) this.sendRaw(encodeControl(opening));
   }
 
   private startHeartbeat(): void {
@@ -300,22 +291,11 @@ export class Connection implements ReadTarget {
   }
 
   private handshake(f: Frame): void {
-    const { token, rank } = this.opts;
-    if (this.side === 'client' && f.kind === Kind.Challenge) {
-      if (this.expectedPeer >= 0 && f.rank !== this.expectedPeer) return this.reject(`dialled rank ${this.expectedPeer} but rank ${f.rank} answered`);
-      this.peer = f.rank;
-      this.sendRaw(encodeControl({ kind: Kind.Auth, rank, proof: proof(token, 'c', f.nonce, rank), nonce: this.nonce }));
-    } else if (this.side === 'client' && f.kind === Kind.AuthOk && this.peer >= 0) {
-      if (f.rank !== this.peer || !sameProof(f.proof, proof(token, 's', this.nonce, f.rank))) return this.reject('server failed to prove the job token');
-      this.accept();
-    } else if (this.side === 'server' && f.kind === Kind.Auth) {
-      if (!sameProof(f.proof, proof(token, 'c', this.nonce, f.rank))) return this.reject(`connection claiming rank ${f.rank} failed to prove the job token`);
-      this.peer = f.rank;
-      this.sendRaw(encodeControl({ kind: Kind.AuthOk, rank, proof: proof(token, 's', f.nonce, rank) }));
-      this.accept();
-    } else {
-      this.reject(`frame of kind ${f.kind} before authentication`);
-    }
+    const step = this.hs.step(f);
+    if (step.reject) return this.reject(step.reject);
+    this.peer = this.hs.peer;
+    if (step.send) this.sendRaw(encodeControl(step.send));
+    if (step.accepted) this.accept();
   }
 
   private accept(): void {
