@@ -2,7 +2,7 @@ import type WebSocket from 'ws';
 import { ProtocolError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Socket } from 'node:net';
-import { ownReads, type ReadTarget } from './reads.js';
+import { ownReads, socketOf, type ReadTarget } from './reads.js';
 import { Handshake } from './handshake.js';
 import { WsFrameReader } from './wsreader.js';
 import { decodeFrame, encodeControl, encodeData, Kind, MAX_HEADER, wsData, wsFrame, wsFrameThenHeader, wsHeader, type DataFrame, type Frame } from './frame.js';
@@ -306,7 +306,7 @@ export class Connection implements ReadTarget {
 
   /** The WebSocket's TCP socket, written to directly (one write per frame). */
   private get socket(): Socket {
-    return (this.ws as unknown as { _socket: Socket })._socket;
+    return socketOf(this.ws);
   }
 
   private afterWrite(n: number, cb?: (err?: Error) => void) {

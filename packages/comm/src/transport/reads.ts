@@ -1,5 +1,8 @@
 import { createConnection, Socket, type NetConnectOpts } from 'node:net';
 
+// The one module that reaches into Node.js's and ws's internals: a socket's handle (to read
+// straight into receive buffers) and the socket under a WebSocket (to write frames to it directly).
+
 /**
  * Where a socket's bytes go once a connection owns it. Node normally reads every chunk into a fresh
  * buffer that the reader then copies out of; a socket made here reads into the buffer its target
@@ -77,4 +80,9 @@ export function adoptWithReads(accepted: Socket): Socket | null {
   r.socket = socket;
   reads.set(socket, r);
   return socket;
+}
+
+/** The TCP socket under a WebSocket of the `ws` package (its private field: the one place we read it). */
+export function socketOf(ws: object): Socket {
+  return (ws as { _socket: Socket })._socket;
 }
