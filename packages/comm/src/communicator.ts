@@ -141,7 +141,10 @@ export class Communicator {
 
   /** Non-blocking receive: into `into` if given (it must be large enough), else a new array. */
   irecv(src: number, tag = 0, into?: Buf, o?: OpOptions): Request<Buf> {
-    return new Request(this.irecvMessage(src, tag, into, o).wait().then((m) => m.data));
+    const op = `recv from rank ${src} (tag ${tag})`;
+    return new Request(
+      (async () => this.engine.recvData(this.id, this.group, this.peer(src, 'source', op), this.userTag(tag, op), into, op, this.timeout(o)))(),
+    );
   }
 
   /** Receives the next message from `src` with `tag`. */

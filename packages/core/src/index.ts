@@ -76,7 +76,7 @@ export { crossEntropy as crossEntropyLoss, mseLoss as mse } from './ops/nn.js';
 export { Optimizer, type OptimizerState } from './optim/optimizer.js';
 export { SGD, type SGDOptions } from './optim/sgd.js';
 export { Adam, AdamW, type AdamOptions } from './optim/adam.js';
-export { clipGradNorm } from './optim/clip.js';
+export { clipGradNorm, sumOfSquaredGrads, scaleGrads } from './optim/clip.js';
 export { LRScheduler, stepDecay, cosine, linearWarmup, type Schedule, type LRSchedulerState } from './optim/lr.js';
 
 // Checkpoints

@@ -22,11 +22,12 @@ export async function train<D>(job: Job<D>, o: Options, data: D): Promise<void> 
 
   // A job started again by `hpdl launch --max-restarts` continues from its latest checkpoint.
   const { restartCount } = detectJob();
-  const latest = o.resume || restartCount > 0 ? readLatest(root) : null;
+  const resuming = o.resume || restartCount > 0;
+  const latest = resuming ? readLatest(root) : null;
   if (latest) {
     const why = resumeProblem(latest, world.size, config, o.balance);
     if (why) throw new Error(`cannot resume from ${join(root, latest.dir)}: ${why}`);
-  } else if (o.resume || restartCount > 0) {
+  } else if (resuming) {
     say(`no checkpoint in ${root}: starting from the beginning`);
   }
 

@@ -1,4 +1,4 @@
-import { Module, fromTf, manualSeed, tf, type Optimizer, type Parameter, type Tensor } from '@hpdl/core';
+import { Module, fromTf, manualSeed, scaleGrads, sumOfSquaredGrads, tf, type Optimizer, type Parameter, type Tensor } from '@hpdl/core';
 import type * as TF from '@tensorflow/tfjs-core';
 import { PeerLostError, type Communicator, type Request } from '@hpdl/comm';
 import { PipelineError, StageError } from './errors.js';
@@ -387,7 +387,7 @@ export class Pipeline {
   private async clipGradients(maxNorm: number): Promise<number> {
     // Each parameter counted once over the pipeline: a tied copy by the first rank of its group.
     const copies = new Set(this.tied.filter((g) => g.comm.rank !== 0).flatMap((g) => g.params));
-    const sq = new Float64Array([sumOfSquares(this.parameters().filter((p) => !copies.has(p)))]);
+    const sq = new Float64Array([sumOfSquaredGrads(this.parameters().filter((p) => !copies.has(p)))]);
     await this.pp.allreduce(sq, 'sum'); // replicas hold equal gradients after syncGradients
     const norm = Math.sqrt(sq[0]!);
     const coef = maxNorm / (norm + 1e-6);
@@ -526,26 +526,6 @@ export class Pipeline {
     this.stats.peakPendingW = 0;
     this.stats.peakBytes = 0;
   }
-}
-
-/** Multiplies every gradient of `params` by `factor`. */
-function scaleGrads(params: Parameter[], factor: number): void {
-  for (const p of params) {
-    if (!p.grad) continue;
-    const old = p.grad.data;
-    p.grad.data = tf.keep(tf.mul(old, factor));
-    old.dispose();
-  }
-}
-
-/** The sum of the squares of the gradients of `params`. */
-function sumOfSquares(params: Parameter[]): number {
-  const withGrad = params.filter((p) => p.grad);
-  if (!withGrad.length) return 0;
-  const t = tf.tidy(() => tf.addN(withGrad.map((p) => tf.sum(tf.square(p.grad!.data)))));
-  const v = t.dataSync()[0]!;
-  t.dispose();
-  return v;
 }
 
 const now = () => (performance.timeOrigin + performance.now()) * 1000;
