@@ -197,7 +197,7 @@ export class Mesh {
     try {
       await Promise.race([work, timeout]);
       // From here on only receives wait on what a peer sends, and a receive ends a hold.
-      for (const c of this.conns) if (c) c.holdsEnabled = true;
+      for (const c of this.conns) if (c) c.holds.enabled = true;
     } catch (e) {
       this.close();
       throw e;
