@@ -4,13 +4,45 @@ import { AutogradError, fmtShape } from './errors.js';
 import { installBackward, Tensor } from './tensor.js';
 
 /**
+ * A gradient given as the product `multiply(lhs, rhs)` = lhs^T @ rhs of two matrices whose rows are
+ * examples (a linear layer's weight gradient x^T dy). Into a parameter with `deferGradProducts`,
+ * the factors are kept and the products of several backward passes are computed as one, over all
+ * their rows, when `.grad` is read; anywhere else the product is computed at once.
+ */
+export class GradProduct {
+  constructor(
+    readonly lhs: TF.Tensor,
+    readonly rhs: TF.Tensor,
+    readonly multiply: (lhs: TF.Tensor, rhs: TF.Tensor) => TF.Tensor,
+  ) {}
+  get shape(): number[] {
+    return [this.lhs.shape[1]!, this.rhs.shape[1]!];
+  }
+  dispose(): void {
+    this.lhs.dispose();
+    this.rhs.dispose();
+  }
+  /** The product as a tensor; the factors are disposed. */
+  compute(): TF.Tensor {
+    const g = tf.keep(tf.tidy(() => this.multiply(this.lhs, this.rhs)));
+    this.dispose();
+    return g;
+  }
+}
+
+/** What a rule returns for one input: its gradient, a product to be computed, or null. */
+export type Grad = TF.Tensor | GradProduct | null;
+
+/**
  * A backward rule: given the gradient of the output, the tensors it saved, and which inputs need a
  * gradient, returns one gradient per input (null where not needed). Runs inside tf.tidy.
  */
-export type BackwardFn = (dy: TF.Tensor, saved: TF.Tensor[], needs: boolean[]) => (TF.Tensor | null)[];
+export type BackwardFn = (dy: TF.Tensor, saved: TF.Tensor[], needs: boolean[]) => Grad[];
 
 /** A backward rule of an operation with several outputs: one gradient per output (zeros where none flowed). */
-export type MultiBackwardFn = (dys: TF.Tensor[], saved: TF.Tensor[], needs: boolean[]) => (TF.Tensor | null)[];
+export type MultiBackwardFn = (dys: TF.Tensor[], saved: TF.Tensor[], needs: boolean[]) => Grad[];
+
+const asTensor = (g: TF.Tensor | GradProduct): TF.Tensor => (g instanceof GradProduct ? g.compute() : g);
 
 /** Where the gradient of one input goes: output `index` of the node that produced it, or the leaf itself. */
 type Edge = { node: Node; index: number } | Tensor | null;
@@ -193,11 +225,16 @@ function accumulate(pending: Map<Node, (TF.Tensor | undefined)[]>, node: Node, i
   slots[index] = addInto(slots[index], g);
 }
 
-function accumulateLeaf(leaf: Tensor, g: TF.Tensor): void {
+function accumulateLeaf(leaf: Tensor, grad: TF.Tensor | GradProduct): void {
   if (leaf.isDisposed) {
-    g.dispose();
-    throw new AutogradError(`backward reached a leaf ${leaf.name ?? ''} of shape ${fmtShape(g.shape)} that was disposed`);
+    grad.dispose();
+    throw new AutogradError(`backward reached a leaf ${leaf.name ?? ''} of shape ${fmtShape(grad.shape)} that was disposed`);
   }
+  if (grad instanceof GradProduct && leaf.deferGradProducts) {
+    leaf.deferGradProduct(grad.lhs, grad.rhs, grad.multiply);
+    return;
+  }
+  const g = asTensor(grad);
   if (leaf.grad == null || leaf.grad.isDisposed) {
     leaf.grad = new Tensor(g).keep();
   } else {
@@ -254,12 +291,16 @@ function runPhase(phase: Phase, st: PassState): void {
     }
     if (needs.some(Boolean)) {
       // tf.tidy's container type has no null: keep the returned gradients by hand instead.
-      let grads: (TF.Tensor | null)[] = [];
+      let grads: Grad[] = [];
       tf.tidy(() => {
         const raw = node.fn(dys!, node.saved, needs);
         // A rule may hand back dy itself or one tensor twice (add): give each edge its own reference.
-        grads = raw.map((g, i) => (g && (dys!.includes(g) || node.saved.includes(g) || raw.indexOf(g) !== i) ? tf.clone(g) : g));
-        grads.forEach((g) => g && tf.keep(g));
+        const own = (t: TF.Tensor, i: number) => (dys!.includes(t) || node.saved.includes(t) || raw.indexOf(t) !== i ? tf.clone(t) : t);
+        grads = raw.map((g, i) => (g instanceof GradProduct ? new GradProduct(own(g.lhs, -1), own(g.rhs, -1), g.multiply) : g && own(g, i)));
+        for (const g of grads) {
+          if (g instanceof GradProduct) tf.keep(g.lhs), tf.keep(g.rhs);
+          else if (g) tf.keep(g);
+        }
       });
       for (let i = 0; i < node.edges.length; i++) {
         const g = grads[i];
@@ -274,10 +315,10 @@ function runPhase(phase: Phase, st: PassState): void {
           throw new AutogradError(msg);
         }
         const e = node.edges[i]!;
-        if (!(e instanceof Tensor)) accumulate(pending, e.node, e.index, g);
+        if (!(e instanceof Tensor)) accumulate(pending, e.node, e.index, asTensor(g));
         else if (p.inputs.has(e)) {
           const j = p.inputs.get(e)!;
-          st.inputGrads[j] = addInto(st.inputGrads[j] ?? undefined, g);
+          st.inputGrads[j] = addInto(st.inputGrads[j] ?? undefined, asTensor(g));
         } else accumulateLeaf(e, g);
       }
     }

@@ -185,12 +185,17 @@ export interface KernelTraits {
   tensorflowOps: boolean;
   /** tf.transpose of rank 3 and more is fast; else such permutations run in JavaScript. */
   fastTranspose: boolean;
+  /**
+   * One product over many rows beats several products of few rows and their sum (weight gradients
+   * accumulated over micro-batches: see Tensor.deferGradProducts).
+   */
+  batchedWeightGradients: boolean;
 }
 
 const TRAITS: Record<BackendName, KernelTraits> = {
-  tensorflow: { transposeFlags: true, nativeBackprop: true, segmentSum: true, tensorflowOps: true, fastTranspose: true },
-  wasm: { transposeFlags: false, nativeBackprop: false, segmentSum: false, tensorflowOps: false, fastTranspose: false },
-  cpu: { transposeFlags: false, nativeBackprop: false, segmentSum: true, tensorflowOps: false, fastTranspose: true },
+  tensorflow: { transposeFlags: true, nativeBackprop: true, segmentSum: true, tensorflowOps: true, fastTranspose: true, batchedWeightGradients: true },
+  wasm: { transposeFlags: false, nativeBackprop: false, segmentSum: false, tensorflowOps: false, fastTranspose: false, batchedWeightGradients: false },
+  cpu: { transposeFlags: false, nativeBackprop: false, segmentSum: true, tensorflowOps: false, fastTranspose: true, batchedWeightGradients: false },
 };
 
 /** The kernel traits of the active backend. */

@@ -8,6 +8,8 @@ export {
   backward,
   backwardInput,
   WeightGradients,
+  GradProduct,
+  type Grad,
   noGrad,
   isGradEnabled,
   setGradEnabled,

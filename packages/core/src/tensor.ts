@@ -24,18 +24,83 @@ export class Tensor {
   requiresGrad: boolean;
   /** The operation that produced this tensor, or null for a leaf. */
   gradFn: Node | null;
-  /** Accumulated gradient of a leaf (after backward). */
-  grad: Tensor | null = null;
+  /**
+   * Whether weight gradients given as products (`lhs^T @ rhs`, as a linear layer's) are kept as
+   * their factors and summed in one product when `.grad` is read: gradients accumulated over several
+   * micro-batches then cost one product over all their rows instead of one product and one addition
+   * each. Off by default; the pipeline turns it on where it is faster (see kernelTraits).
+   */
+  deferGradProducts = false;
   /** Which output of `gradFn` this is (operations with several outputs). */
   outputIndex = 0;
   /** Optional name (parameters carry their path in the module tree). */
   name?: string;
+  private storedGrad: Tensor | null = null;
+  private pending: PendingProducts | null = null;
 
   constructor(data: TF.Tensor, requiresGrad = false, gradFn: Node | null = null) {
     this.data = data;
     this.requiresGrad = requiresGrad;
     this.gradFn = gradFn;
     scopes[scopes.length - 1]?.add(this);
+  }
+
+  /** Accumulated gradient of a leaf (after backward); deferred products are summed in when read. */
+  get grad(): Tensor | null {
+    if (this.pending) this.sumPending();
+    return this.storedGrad;
+  }
+  set grad(g: Tensor | null) {
+    this.dropPending();
+    this.storedGrad = g;
+  }
+
+  /** Disposes the gradient, and any deferred products, without computing them. */
+  clearGrad(): void {
+    this.dropPending();
+    this.storedGrad?.dispose();
+    this.storedGrad = null;
+  }
+
+  /** @internal The gradient as it is, without summing deferred products into it. */
+  peekGrad(): Tensor | null {
+    return this.storedGrad;
+  }
+
+  /** Whether deferred gradient products wait to be summed into `.grad`. */
+  get hasPendingGrad(): boolean {
+    return this.pending != null;
+  }
+
+  /** @internal Adds `lhs^T @ rhs` to the gradient later (autograd, for deferGradProducts). Takes the factors. */
+  deferGradProduct(lhs: TF.Tensor, rhs: TF.Tensor, multiply: PendingProducts['multiply']): void {
+    if (this.pending) {
+      this.pending.lhs.push(lhs);
+      this.pending.rhs.push(rhs);
+    } else this.pending = { lhs: [lhs], rhs: [rhs], multiply };
+  }
+
+  private sumPending(): void {
+    const p = this.pending!;
+    this.pending = null;
+    const prev = this.storedGrad;
+    const sum = tf.tidy(() => {
+      const cat = (ts: TF.Tensor[]) => (ts.length === 1 ? ts[0]! : tf.concat(ts, 0));
+      const product = p.multiply(cat(p.lhs), cat(p.rhs));
+      return prev ? tf.add(prev.data, product) : product;
+    });
+    for (const t of [...p.lhs, ...p.rhs]) t.dispose();
+    tf.keep(sum);
+    if (prev) {
+      prev.data.dispose();
+      prev.data = sum;
+    } else this.storedGrad = new Tensor(sum).keep();
+  }
+
+  private dropPending(): void {
+    if (!this.pending) return;
+    for (const t of [...this.pending.lhs, ...this.pending.rhs]) t.dispose();
+    this.pending = null;
   }
 
   /** The shape, as a fresh array. */
@@ -102,8 +167,7 @@ export class Tensor {
   /** Frees the values (and the gradient); the Tensor must not be used afterwards. */
   dispose(): void {
     this.data.dispose();
-    this.grad?.dispose();
-    this.grad = null;
+    this.clearGrad();
     for (const s of scopes) s.delete(this);
   }
 
@@ -116,6 +180,13 @@ export class Tensor {
   toString(): string {
     return `Tensor(shape=[${this.shape}], dtype=${this.dtype}${this.requiresGrad ? ', requiresGrad' : ''})`;
   }
+}
+
+/** Factors of deferred weight-gradient products: the gradient is `multiply(cat(lhs), cat(rhs))`, rows concatenated. */
+interface PendingProducts {
+  lhs: TF.Tensor[];
+  rhs: TF.Tensor[];
+  multiply: (lhs: TF.Tensor, rhs: TF.Tensor) => TF.Tensor;
 }
 
 type BackwardHook = (
@@ -132,7 +203,8 @@ export function installBackward(hook: BackwardHook): void {
 function collect(value: unknown, out: Set<Tensor>, seen: Set<unknown>): void {
   if (value instanceof Tensor) {
     out.add(value);
-    if (value.grad) out.add(value.grad);
+    const g = value.peekGrad();
+    if (g) out.add(g);
     return;
   }
   if (value == null || typeof value !== 'object' || seen.has(value)) return;

@@ -128,6 +128,70 @@ describe('split backward (zero-bubble B then W)', () => {
   });
 });
 
+describe('deferred gradient products (deferGradProducts)', () => {
+  /** A linear layer, a tied transposed head reusing its weight, and a layer whose input is 3-D. */
+  function net(seed: number) {
+    h.manualSeed(seed);
+    const first = new h.Linear(6, 5);
+    const w = first.parameters()[0]!;
+    const second = new h.Linear(5, 5);
+    return {
+      params: [...first.parameters(), ...second.parameters()],
+      forward: (x: Tensor) => h.linear(h.tanh(second.forward(h.relu(first.forward(x)))), w, null, { transposed: true }),
+    };
+  }
+  const maxDiff = (a: Tensor, b: Tensor) => tf.max(tf.abs(tf.sub(a.data, b.data))).dataSync()[0]!;
+
+  it('sum micro-batches\' products into .grad as the plain accumulation does, full and split backward', () => {
+    const xs = [h.randn([4, 6]), h.randn([3, 6]), h.randn([2, 2, 6])];
+    const plain = net(3);
+    const deferred = net(3);
+    for (const p of deferred.params) p.deferGradProducts = true;
+    for (const [i, x] of xs.entries()) {
+      h.sum(h.square(plain.forward(x))).backward();
+      const out = deferred.forward(x);
+      if (i === 1) {
+        const { weights } = h.backwardInput(h.sum(h.square(out)), undefined, []);
+        weights.run();
+      } else h.sum(h.square(out)).backward();
+    }
+    // The weights wait as products; biases were summed at once.
+    expect(deferred.params.map((p) => p.hasPendingGrad)).toEqual([true, false, true, false]);
+    deferred.params.forEach((p, i) => expect(maxDiff(p.grad!, plain.params[i]!.grad!), p.name).toBeLessThan(1e-5));
+    expect(deferred.params.some((p) => p.hasPendingGrad)).toBe(false);
+    // Products arriving after a read are added to what was summed.
+    h.sum(h.square(plain.forward(xs[0]!))).backward();
+    h.sum(h.square(deferred.forward(xs[0]!))).backward();
+    deferred.params.forEach((p, i) => expect(maxDiff(p.grad!, plain.params[i]!.grad!)).toBeLessThan(1e-5));
+  });
+
+  it('read inside tidy, the summed gradient outlives it; cleared, the products are dropped uncomputed; nothing leaks', () => {
+    const model = net(4);
+    for (const p of model.params) p.deferGradProducts = true;
+    const x = h.randn([5, 6]);
+    const before = h.liveTensors();
+    const tfBefore = tf.memory().numTensors;
+    for (let step = 0; step < 3; step++) {
+      for (let mb = 0; mb < 3; mb++) h.tidy(() => h.sum(model.forward(x)).backward());
+      if (step === 1) for (const p of model.params) p.clearGrad();
+      else h.tidy(() => model.params.map((p) => p.grad!.shape));
+      expect(model.params.every((p) => !p.grad || !p.grad.isDisposed)).toBe(true);
+      for (const p of model.params) p.clearGrad();
+    }
+    expect(h.liveTensors()).toBe(before);
+    expect(tf.memory().numTensors).toBe(tfBefore);
+  });
+
+  it('into anything but such a parameter, the product is computed at once', () => {
+    const model = net(5);
+    const x = new Tensor(tf.randomNormal([3, 6]), true);
+    const [gx] = h.backward(h.sum(model.forward(x)), undefined, { inputs: [x] });
+    expect(gx!.shape).toEqual([3, 6]);
+    expect(model.params.some((p) => p.hasPendingGrad)).toBe(false);
+    expect(model.params.every((p) => p.grad != null)).toBe(true);
+  });
+});
+
 describe('tidy', () => {
   it('disposes every tensor created inside except those returned', () => {
     const before = h.liveTensors();

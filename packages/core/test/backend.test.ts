@@ -56,7 +56,7 @@ describe('backend selection', () => {
 
   it('says which gradient forms each backend gets; TensorFlow ops by name only on tensorflow', async () => {
     await h.initBackend('wasm');
-    expect(h.kernelTraits()).toEqual({ transposeFlags: false, nativeBackprop: false, segmentSum: false, tensorflowOps: false, fastTranspose: false });
+    expect(h.kernelTraits()).toEqual({ transposeFlags: false, nativeBackprop: false, segmentSum: false, tensorflowOps: false, fastTranspose: false, batchedWeightGradients: false });
     expect(() => tensorflowOp1('ReluGrad', [h.tf.ones([2]), h.tf.ones([2])])).toThrow("the TensorFlow op ReluGrad needs the tensorflow backend; the active one is wasm");
     await h.initBackend('cpu');
     expect(h.kernelTraits()).toMatchObject({ nativeBackprop: false, segmentSum: true, tensorflowOps: false });
@@ -66,7 +66,7 @@ describe('backend selection', () => {
     const r = run(`await h.initBackend(); console.log(JSON.stringify(h.kernelTraits())); console.log(h.describeBackend());`, { TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1' });
     expect(r.err).toBe('');
     const [traits, described] = r.out.trim().split('\n');
-    expect(JSON.parse(traits!)).toEqual({ transposeFlags: true, nativeBackprop: true, segmentSum: true, tensorflowOps: true, fastTranspose: true });
+    expect(JSON.parse(traits!)).toEqual({ transposeFlags: true, nativeBackprop: true, segmentSum: true, tensorflowOps: true, fastTranspose: true, batchedWeightGradients: true });
     expect(described).toBe('tensorflow (1 intra-op thread(s), 1 inter-op thread(s))');
     const verbose = run(`await h.initBackend();`, { HPDL_VERBOSE: '1', TF_NUM_INTRAOP_THREADS: '2', TF_NUM_INTEROP_THREADS: '1' });
     expect(verbose.err).toMatch(/\[hpdl\] backend: tensorflow \(2 intra-op thread\(s\), 1 inter-op thread\(s\)\)/);

@@ -19,6 +19,7 @@ const pipe = await Pipeline.create({
   loss: crossEntropy,
   optimizer: (ps) => new SGD(ps, { lr: 0.01 }),
   trace: true,
+  batchWeightGradients: cfg.batchW,
 });
 const data = batch(cfg, 7);
 const times = [];

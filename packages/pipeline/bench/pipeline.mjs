@@ -3,7 +3,7 @@
 //
 //   node bench/pipeline.mjs [--ranks 2] [--m 8] [--schedule 1f1b] [--width 1024] [--depth 8]
 //                           [--batch 512] [--steps 8] [--warmup 2] [--rounds 3] [--backends wasm,tensorflow]
-//                           [--json out.json]
+//                           [--batch-weight-gradients on|off] [--json out.json]
 //
 // For each backend and p: `rounds` alternating runs of the one-process reference and the p-rank
 // pipeline, each timing `steps` steps after `warmup`. Each side's time per step is the fastest of its
@@ -40,6 +40,7 @@ const opts = new Command()
   .option('--warmup <n>', 'untimed steps per run', '2')
   .option('--rounds <n>', 'alternating runs of each side', '3')
   .option('--backends <list>', 'backends to measure (those not available are skipped)', 'wasm,tensorflow')
+  .option('--batch-weight-gradients <on|off>', "the pipeline's batchWeightGradients (default: the backend's)")
   .option('--json <file>', 'also write the results as JSON')
   .parse()
   .opts();
@@ -82,7 +83,8 @@ async function available(backend) {
   }
 }
 
-const base = { width: num('width'), depth: num('depth'), batch: num('batch'), steps: num('steps'), warmup: num('warmup'), m: num('m'), schedule: opts.schedule };
+const batchW = opts.batchWeightGradients == null ? undefined : opts.batchWeightGradients === 'on';
+const base = { width: num('width'), depth: num('depth'), batch: num('batch'), steps: num('steps'), warmup: num('warmup'), m: num('m'), schedule: opts.schedule, batchW };
 const gflop = stepFlops(base) / 1e9;
 const rows = [];
 const targets = [];

@@ -98,7 +98,7 @@ export function unflatten(params: Parameter[], flat: Float32Array): void {
   let at = 0;
   for (const p of params) {
     const g = tf.tensor(flat.subarray(at, at + p.size), p.shape);
-    p.grad?.dispose();
+    p.clearGrad();
     p.grad = fromTf(g).keep();
     at += p.size;
   }

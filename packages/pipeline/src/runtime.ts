@@ -1,4 +1,4 @@
-import { Module, fromTf, manualSeed, scaleGrads, sumOfSquaredGrads, tf, type Optimizer, type Parameter, type Tensor } from '@hpdl/core';
+import { Module, fromTf, kernelTraits, manualSeed, scaleGrads, sumOfSquaredGrads, tf, type Optimizer, type Parameter, type Tensor } from '@hpdl/core';
 import type * as TF from '@tensorflow/tfjs-core';
 import { PeerLostError, type Communicator, type Request } from '@hpdl/comm';
 import { PipelineError, StageError } from './errors.js';
@@ -50,6 +50,15 @@ export interface PipelineOptions {
    * clip_grad_norm_. Off by default.
    */
   clipGradNorm?: number;
+  /**
+   * Sum the weight gradients of linear layers over a step's micro-batches in one product (x^T dy
+   * over all their rows, when the gradient is read) instead of one product and one addition per
+   * micro-batch: faster where products of few rows are slow, at the cost of keeping each
+   * micro-batch's x and dy of those layers until the step's end (core's `deferGradProducts`).
+   * Default: on where the backend gains from it (`kernelTraits().batchedWeightGradients`: the
+   * tensorflow backend), except for recomputed stages, which keep as little as they can.
+   */
+  batchWeightGradients?: boolean;
   /** Record every action's time (see `takeTrace`). */
   trace?: boolean;
   /** Called before each action; for progress displays and fault-injection tests. */
@@ -148,6 +157,8 @@ export class Pipeline {
     this.tracing = o.trace ?? false;
     const r = o.recompute ?? false;
     this.recompute = new Set(r === true ? placement.map((_, st) => st) : r === false ? [] : r);
+    const batchW = o.batchWeightGradients ?? kernelTraits().batchedWeightGradients;
+    for (const st of stages) for (const p of st.parameters()) p.deferGradProducts = batchW && (o.batchWeightGradients === true || !this.recompute.has(st.index));
     this.optimizer = o.optimizer ? o.optimizer(this.parameters()) : null;
     if (o.clipGradNorm != null && !(o.clipGradNorm > 0)) throw new PipelineError(`clipGradNorm must be a positive number, found ${o.clipGradNorm}`);
   }

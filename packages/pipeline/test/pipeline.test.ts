@@ -131,7 +131,7 @@ describe('pipelines across real processes equal one process', () => {
 });
 
 describe('placement, recomputation and tied weights across ranks', () => {
-  it('a torch.distributed.pipelining table, recompute on every stage, and a GPT tied across ranks (1f1b) and on one rank (zb-v) equal one process', async () => {
+  it('a torch.distributed.pipelining table, recompute on every stage, a GPT tied across ranks (1f1b) and on one rank (zb-v), weight gradients per step or per micro-batch: all equal one process', async () => {
     const r = await runJob('features.mjs', 2, { env });
     expect(r.err.join('\n')).toBe('');
     expect(r.code).toBe(0);
@@ -150,6 +150,9 @@ describe('placement, recomputation and tied weights across ranks', () => {
     expect(tied[0]!.table).toEqual(tied[1]!.table);
     // zb-v: the first and the last stage on rank 0, so the table lives there once.
     expect(by('tied-zb-v').find((c) => c.rank === 0)!.stages).toEqual([0, 3]);
+    // Weight gradients summed in one product per step (forced on) and product by product (forced off).
+    for (const c of by('batched-w')) expect(c.deferring, `rank ${c.rank}`).toBeGreaterThan(0);
+    for (const c of by('per-microbatch-w')) expect(c.deferring).toBe(0);
   }, 120_000);
 });
 

@@ -117,8 +117,7 @@ export abstract class Module {
   /** Clears every parameter's gradient. */
   zeroGrad(): void {
     for (const p of this.parameters()) {
-      p.grad?.dispose();
-      p.grad = null;
+      p.clearGrad();
     }
   }
 

@@ -1,6 +1,6 @@
 import { tf } from '../tf.js';
 import type * as TF from '@tensorflow/tfjs-core';
-import { record } from '../autograd.js';
+import { GradProduct, record } from '../autograd.js';
 import { kernelTraits } from '../backend.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
@@ -74,6 +74,9 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   ]);
 }
 
+/** lhs^T @ rhs. */
+const transposedProduct = (lhs: TF.Tensor, rhs: TF.Tensor): TF.Tensor => mm(lhs, rhs, true, false);
+
 /**
  * x @ w + b over the last dimension of x (any leading dimensions), as one fused kernel.
  * w has shape [in, out] so that the forward pass needs no transpose; with `transposed`, w has shape
@@ -104,7 +107,9 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null, opts: { transpos
     const x2 = reshapeTo(sxv!, [rows, inF]);
     return [
       needs[0] ? reshapeTo(t ? mm(dy2, sw!) : mm(dy2, sw!, false, true), sx) : null,
-      needs[1] ? (t ? mm(dy2, x2, true, false) : mm(x2, dy2, true, false)) : null,
+      // x^T dy (dy^T x when transposed), computed at once or, into a parameter that defers its
+      // products, summed over micro-batches in one product (GradProduct).
+      needs[1] ? (t ? new GradProduct(dy2, x2, transposedProduct) : new GradProduct(x2, dy2, transposedProduct)) : null,
       needs[2] ? biasGrad(dy2) : null,
     ];
   });

@@ -29,8 +29,7 @@ export abstract class Optimizer {
   /** Clears every parameter's gradient. */
   zeroGrad(): void {
     for (const p of this.params) {
-      p.grad?.dispose();
-      p.grad = null;
+      p.clearGrad();
     }
   }
 
