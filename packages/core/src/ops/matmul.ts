@@ -96,9 +96,12 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null, opts: { transpos
   const rows = lead.reduce((p, q) => p * q, 1);
   const y = tf.tidy(() => {
     const x2 = reshapeTo(x.data, [rows, inF]);
-    const out = t
-      ? (b ? tf.add(mm(x2, w.data, false, true), b.data) : mm(x2, w.data, false, true))
-      : tf.fused.matMul({ a: x2 as TF.Tensor2D, b: w.data as TF.Tensor2D, bias: b?.data });
+    // tfjs-node's fused matMul is a BatchMatMul on operands reshaped to 3-D and a broadcast Add (two
+    // reshapes and an add per call); there a 2-D product and TensorFlow's BiasAdd are fewer ops.
+    const fused = !t && !kernelTraits().tensorflowOps;
+    const out = fused
+      ? tf.fused.matMul({ a: x2 as TF.Tensor2D, b: w.data as TF.Tensor2D, bias: b?.data })
+      : b ? addBias(mm(x2, w.data, false, t), b.data) : mm(x2, w.data, false, t);
     return reshapeTo(out, [...lead, outF]);
   });
   const inputs = b ? [x, w, b] : [x, w];
