@@ -1,13 +1,17 @@
 // The floor of any Node.js transport: the same ping-pong and windowed-bandwidth loops over a bare
-// `net` TCP socket between two processes, length-prefixed messages, nothing else.
+// `net` TCP socket between two processes, length-prefixed messages, nothing else; and `exchange`,
+// the data movement of a 2-rank allreduce without its arithmetic.
 // Usage: node node-tcp.mjs server PORT | node node-tcp.mjs client PORT MODE BYTES ITERS SKIP WINDOW
 import { connect, createServer } from 'node:net';
 
 const [role, portArg, mode, bytesArg, itersArg, skipArg, windowArg] = process.argv.slice(2);
 const port = Number(portArg);
 
-/** Calls onMessage for every complete length-prefixed message (bytes counted, not copied). */
-function reader(sock, onMessage) {
+/**
+ * Calls onMessage for every complete length-prefixed message (bytes counted, not copied), and
+ * onStart when a message's length has arrived.
+ */
+function reader(sock, onMessage, onStart = () => {}) {
   let need = -1; // -1: reading the 4-byte length
   let head = Buffer.alloc(0);
   sock.on('data', (chunk) => {
@@ -21,6 +25,7 @@ function reader(sock, onMessage) {
           need = head.readUInt32LE(0);
           head = Buffer.alloc(0);
           if (need === 0) { need = -1; onMessage(); }
+          else onStart();
         }
       } else {
         const take = Math.min(need, chunk.length - off);
@@ -40,15 +45,20 @@ if (role === 'server') {
     let count = 0;
     // The first message is the configuration: "mode bytes window".
     let msg = null;
-    reader(sock, () => {
-      if (!cfg) return;
-      if (cfg.mode === 'latency') sock.write(msg);
-      else if (++count % cfg.window === 0) sock.write(frame(4));
-    });
+    reader(
+      sock,
+      () => {
+        if (!cfg) return;
+        if (cfg.mode === 'latency') sock.write(msg);
+        else if (cfg.mode === 'bw' && ++count % cfg.window === 0) sock.write(frame(4));
+      },
+      // exchange: both sides send at once; the server starts its half when the client's begins.
+      () => cfg?.mode === 'exchange' && sock.write(msg),
+    );
     sock.once('data', (d) => {
       const [m, b, w] = d.subarray(4, 4 + d.readUInt32LE(0)).toString().split(' ');
       cfg = { mode: m, bytes: Number(b), window: Number(w) };
-      msg = frame(cfg.bytes);
+      msg = frame(m === 'exchange' ? cfg.bytes / 2 : cfg.bytes);
       sock.write(frame(0));
     });
     sock.on('error', () => {});
@@ -73,17 +83,30 @@ if (role === 'server') {
   });
   await readyP;
   const next = () => new Promise((r) => (waiter = r));
-  const msg = frame(bytes);
+  const msg = frame(mode === 'exchange' ? bytes / 2 : bytes);
   let t0 = 0;
   for (let i = 0; i < iters + skip; i++) {
     if (i === skip) t0 = performance.now();
+    if (mode === 'exchange') {
+      // The data movement of a 2-rank allreduce of `bytes` (reduce-scatter, then allgather): two
+      // exchanges of half of it, each side sending and receiving at once.
+      for (let round = 0; round < 2; round++) {
+        const p = next();
+        sock.write(msg);
+        await p;
+      }
+      continue;
+    }
     const p = next();
     if (mode === 'latency') sock.write(msg);
     else for (let w = 0; w < window; w++) sock.write(msg);
     await p;
   }
   const s = (performance.now() - t0) / 1000;
-  const out = mode === 'latency' ? { bench: 'latency', bytes, us: (s * 1e6) / (2 * iters) } : { bench: 'bw', bytes, mbps: (bytes / 1e6) * iters * window / s };
+  const out =
+    mode === 'latency' ? { bench: 'latency', bytes, us: (s * 1e6) / (2 * iters) }
+    : mode === 'exchange' ? { bench: 'exchange', bytes, us: (s * 1e6) / iters }
+    : { bench: 'bw', bytes, mbps: (bytes / 1e6) * iters * window / s };
   console.log(JSON.stringify(out));
   sock.end();
 }
