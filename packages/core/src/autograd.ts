@@ -295,8 +295,11 @@ function runPhase(phase: Phase, st: PassState): void {
       tf.tidy(() => {
         const raw = node.fn(dys!, node.saved, needs);
         // A rule may hand back dy itself or one tensor twice (add): give each edge its own reference.
-        const own = (t: TF.Tensor, i: number) => (dys!.includes(t) || node.saved.includes(t) || raw.indexOf(t) !== i ? tf.clone(t) : t);
-        grads = raw.map((g, i) => (g instanceof GradProduct ? new GradProduct(own(g.lhs, -1), own(g.rhs, -1), g.multiply) : g && own(g, i)));
+        const shared = (t: TF.Tensor) => dys!.includes(t) || node.saved.includes(t);
+        const own = (t: TF.Tensor, i: number) => (shared(t) || raw.indexOf(t) !== i ? tf.clone(t) : t);
+        // A product's factors are views of the pass's tensors (x, dy): references of their own too.
+        const ownFactor = (t: TF.Tensor) => (shared(t) || raw.includes(t) ? tf.clone(t) : t);
+        grads = raw.map((g, i) => (g instanceof GradProduct ? new GradProduct(ownFactor(g.lhs), ownFactor(g.rhs), g.multiply) : g && own(g, i)));
         for (const g of grads) {
           if (g instanceof GradProduct) tf.keep(g.lhs), tf.keep(g.rhs);
           else if (g) tf.keep(g);
