@@ -58,8 +58,20 @@ afterEach(() => {
   for (const m of open.splice(0)) m.close();
 });
 
+/** A logger that prints errors only (the refusals these tests provoke are warnings). */
+function quietLogger(rank: number): Logger {
+  const was = process.env.HPDL_LOG_LEVEL;
+  process.env.HPDL_LOG_LEVEL = 'error';
+  try {
+    return new Logger(rank);
+  } finally {
+    if (was === undefined) delete process.env.HPDL_LOG_LEVEL;
+    else process.env.HPDL_LOG_LEVEL = was;
+  }
+}
+
 function mesh(rank: number, size: number, port: number, o: Partial<MeshOptions> = {}) {
-  const log = new Logger(rank);
+  const log = quietLogger(rank);
   const sink = new Recorder();
   const m = new Mesh(
     {
