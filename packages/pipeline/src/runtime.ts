@@ -157,8 +157,11 @@ export class Pipeline {
     this.tracing = o.trace ?? false;
     const r = o.recompute ?? false;
     this.recompute = new Set(r === true ? placement.map((_, st) => st) : r === false ? [] : r);
-    const batchW = o.batchWeightGradients ?? kernelTraits().batchedWeightGradients;
-    for (const st of stages) for (const p of st.parameters()) p.deferGradProducts = batchW && (o.batchWeightGradients === true || !this.recompute.has(st.index));
+    const batchW = kernelTraits().batchedWeightGradients;
+    for (const st of stages) {
+      const defer = o.batchWeightGradients ?? (batchW && !this.recompute.has(st.index));
+      for (const p of st.parameters()) p.deferGradProducts = defer;
+    }
     this.optimizer = o.optimizer ? o.optimizer(this.parameters()) : null;
     if (o.clipGradNorm != null && !(o.clipGradNorm > 0)) throw new PipelineError(`clipGradNorm must be a positive number, found ${o.clipGradNorm}`);
   }

@@ -213,7 +213,7 @@ export class Connection implements ReadTarget {
     }
   }
 
-  /** A raw chunk's payload is in the message's memory: the message may be complete. */
+  /** A chunk's payload is in the message's memory: the message may be complete. */
   private chunkFrameEnd(): void {
     const c = this.chunked!;
     if (c.left === 0) {
@@ -256,11 +256,7 @@ export class Connection implements ReadTarget {
       c.dest.set(data, c.filled);
       c.filled += data.byteLength;
       c.left -= data.byteLength;
-      if (c.left === 0) {
-        this.chunked = null;
-        this.sink.onChunkedEnd(this.peer, c.f, c.dest);
-      }
-      return;
+      return this.chunkFrameEnd();
     }
     if (!isBinary) return this.reject('text frame');
     let f: Frame;
